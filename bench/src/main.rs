@@ -1,0 +1,59 @@
+//! `swarmgate-bench`: runs the benchmarks against real parts and prints one Markdown table per
+//! daemon, each figure with its median, p90, target and the floor measured in the same run.
+//!
+//! Build first: `cargo build --release --workspace`; then `target/release/swarmgate-bench`.
+
+mod observe;
+mod process;
+mod registrator;
+mod stats;
+mod templater;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "swarmgate benchmarks (real Docker, Consul, nginx); figures, not pass/fail")]
+struct Args {
+    #[command(subcommand)]
+    which: Option<Which>,
+    /// Samples per latency figure.
+    #[arg(long, default_value_t = 30)]
+    iterations: usize,
+    /// Services (×4 instances) for the templater's large-catalog figures.
+    #[arg(long, default_value_t = 500)]
+    services: usize,
+    /// Container counts for the start-up sync figure.
+    #[arg(long, value_delimiter = ',', default_value = "50,1000")]
+    sync_sizes: Vec<usize>,
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum Which {
+    /// Both daemons' figures, one table each.
+    All,
+    /// The registrator's figures.
+    Registrator,
+    /// The templater's figures.
+    Templater,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    println!(
+        "swarmgate benchmark · {} cores · host {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        host.trim()
+    );
+    let which = args.which.unwrap_or(Which::All);
+    if matches!(which, Which::All | Which::Registrator) {
+        let rows = registrator::run(args.iterations, &args.sync_sizes).await?;
+        stats::print_table("registrator", &rows);
+    }
+    if matches!(which, Which::All | Which::Templater) {
+        let rows = templater::run(args.iterations, args.services).await?;
+        stats::print_table("templater", &rows);
+    }
+    Ok(())
+}

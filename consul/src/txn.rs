@@ -1,0 +1,53 @@
+//! KV transactions (`/v1/txn`): several KV writes applied all or none, with check-and-set, so two
+//! deploy steps can never interleave.
+
+use base64::Engine as _;
+use serde_json::{json, Value};
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+
+/// One KV operation of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KvOp {
+    /// Write unconditionally.
+    Set { key: String, value: Vec<u8> },
+    /// Write only if the key's ModifyIndex is `index` (0: only if absent).
+    Cas {
+        key: String,
+        value: Vec<u8>,
+        index: u64,
+    },
+    /// Delete unconditionally.
+    Delete { key: String },
+}
+
+impl KvOp {
+    fn to_json(&self) -> Value {
+        let b64 = |v: &[u8]| base64::engine::general_purpose::STANDARD.encode(v);
+        match self {
+            KvOp::Set { key, value } => {
+                json!({"KV": {"Verb": "set", "Key": key, "Value": b64(value)}})
+            }
+            KvOp::Cas { key, value, index } => {
+                json!({"KV": {"Verb": "cas", "Key": key, "Value": b64(value), "Index": index}})
+            }
+            KvOp::Delete { key } => json!({"KV": {"Verb": "delete", "Key": key}}),
+        }
+    }
+}
+
+impl Client {
+    /// Applies `ops` atomically. Answers `false` when a check-and-set lost (nothing was written).
+    pub async fn kv_txn(&self, ops: &[KvOp]) -> Result<bool> {
+        let body: Vec<Value> = ops.iter().map(KvOp::to_json).collect();
+        let body = serde_json::to_vec(&body).expect("json always serialises");
+        match self.put("/v1/txn", Some(body)).await {
+            Ok(_) => Ok(true),
+            Err(Error::Status { status, .. }) if status == reqwest::StatusCode::CONFLICT => {
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! Reconciliation: reading what Consul holds for this node (agent services with our ownership
+//! marker, KV records) and comparing it with the desired state, to find services Consul lost,
+//! services that drifted, and orphans this registrator owns but no container backs.
+
+use std::collections::BTreeMap;
+
+use swarmgate_consul::{AgentService, Client, QueryOptions, Result};
+
+use crate::desired::DesiredState;
+use crate::service::{META_NODE, OWNER_META_KEY, OWNER_META_VALUE};
+
+/// What Consul holds for this node.
+#[derive(Debug, Default)]
+pub struct ConsulView {
+    pub services: BTreeMap<String, AgentService>,
+    /// KV records (key → value) of this node, when read (`full` reconciles).
+    pub kv: Option<BTreeMap<String, Vec<u8>>>,
+}
+
+/// What reconciling found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Desired services that Consul lacks or holds differently: re-send them whole.
+    pub repair: Vec<String>,
+    /// Services we own that nothing backs: `(service id, KV key)`.
+    pub orphans: Vec<(String, Option<String>)>,
+    /// KV records we own that no service backs.
+    pub orphan_keys: Vec<String>,
+}
+
+/// Reads this node's services, and with `full` its KV records too.
+pub async fn read_view(
+    client: &Client,
+    node: &str,
+    kv_prefix: &str,
+    full: bool,
+) -> Result<ConsulView> {
+    let filter = format!("Meta[\"{OWNER_META_KEY}\"] == \"{OWNER_META_VALUE}\" and Meta[\"{META_NODE}\"] == \"{node}\"");
+    let services = client.agent_services(Some(&filter)).await?;
+    let kv = if full && !kv_prefix.is_empty() {
+        let (pairs, _) = client
+            .kv_list(&format!("{kv_prefix}/"), &QueryOptions::default(), true)
+            .await?;
+        let ours = pairs
+            .into_iter()
+            .filter(|p| record_node(&p.value).as_deref() == Some(node))
+            .map(|p| (p.key, p.value))
+            .collect();
+        Some(ours)
+    } else {
+        None
+    };
+    Ok(ConsulView { services, kv })
+}
+
+fn record_node(value: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(value).ok()?;
+    Some(v.get("node")?.as_str()?.to_string())
+}
+
+/// Compares `view` with `desired`.
+pub fn compare(view: &ConsulView, desired: &DesiredState) -> Findings {
+    let mut f = Findings::default();
+    for (id, want) in desired.iter() {
+        let reg = &want.service.registration;
+        let same = view.services.get(id).is_some_and(|have| {
+            have.service == reg.name
+                && have.address == reg.address
+                && have.port == reg.port
+                && have.tags.clone().unwrap_or_default() == reg.tags
+                && have.meta.clone().unwrap_or_default() == reg.meta
+        });
+        let kv_ok = match (&view.kv, &want.service.kv) {
+            (Some(kv), Some((key, value))) => kv.get(key) == Some(value),
+            _ => true,
+        };
+        if !same || !kv_ok {
+            f.repair.push(id.clone());
+        }
+    }
+    let prefix = &desired.settings().kv_prefix;
+    for (id, have) in &view.services {
+        if desired.get(id).is_none() {
+            let key = (!prefix.is_empty()).then(|| format!("{prefix}/{}/{id}", have.service));
+            f.orphans.push((id.clone(), key));
+        }
+    }
+    if let Some(kv) = &view.kv {
+        let wanted: std::collections::HashSet<&str> = desired
+            .iter()
+            .filter_map(|(_, w)| w.service.kv.as_ref().map(|(k, _)| k.as_str()))
+            .collect();
+        let orphan_service_keys: std::collections::HashSet<&str> =
+            f.orphans.iter().filter_map(|(_, k)| k.as_deref()).collect();
+        f.orphan_keys = kv
+            .keys()
+            .filter(|k| !wanted.contains(k.as_str()) && !orphan_service_keys.contains(k.as_str()))
+            .cloned()
+            .collect();
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeregisterMode;
+    use crate::container::{ContainerId, ContainerInfo, Port, Proto};
+    use crate::service::ModelSettings;
+
+    fn desired() -> DesiredState {
+        let settings = ModelSettings {
+            node: "n".into(),
+            fallback_ip: "10.0.0.1".into(),
+            kv_prefix: "services".into(),
+            ..ModelSettings::default()
+        };
+        let mut d = DesiredState::new(settings, DeregisterMode::Always);
+        d.running(&ContainerInfo {
+            id: ContainerId("a".into()),
+            name: "a".into(),
+            image: "app".into(),
+            labels: Default::default(),
+            env: vec![],
+            ports: vec![Port {
+                container_port: 80,
+                proto: Proto::Tcp,
+                binding: Some(("0.0.0.0".into(), 8000)),
+            }],
+            networks: Default::default(),
+            network_mode: "bridge".into(),
+            health: None,
+            paused: false,
+        });
+        d
+    }
+
+    fn as_agent(d: &DesiredState, id: &str) -> AgentService {
+        let r = &d.get(id).expect("wanted").service.registration;
+        AgentService {
+            id: r.id.clone(),
+            service: r.name.clone(),
+            tags: Some(r.tags.clone()),
+            address: r.address.clone(),
+            port: r.port,
+            meta: Some(r.meta.clone()),
+        }
+    }
+
+    #[test]
+    fn in_sync_finds_nothing() {
+        let d = desired();
+        let (key, value) = d
+            .get("n:a:80")
+            .and_then(|w| w.service.kv.clone())
+            .expect("kv");
+        let view = ConsulView {
+            services: [("n:a:80".to_string(), as_agent(&d, "n:a:80"))].into(),
+            kv: Some([(key, value)].into()),
+        };
+        assert_eq!(compare(&view, &d), Findings::default());
+    }
+
+    #[test]
+    fn lost_drifted_and_orphaned() {
+        let d = desired();
+        let mut drifted = as_agent(&d, "n:a:80");
+        drifted.port = 1;
+        let mut orphan = drifted.clone();
+        orphan.id = "n:gone:80".into();
+        orphan.service = "gone".into();
+        let view = ConsulView {
+            services: [
+                ("n:a:80".to_string(), drifted),
+                ("n:gone:80".to_string(), orphan),
+            ]
+            .into(),
+            kv: Some(
+                [
+                    ("services/old/x".to_string(), b"{}".to_vec()),
+                    ("services/gone/n:gone:80".to_string(), b"{}".to_vec()),
+                ]
+                .into(),
+            ),
+        };
+        let f = compare(&view, &d);
+        assert_eq!(f.repair, ["n:a:80"]);
+        assert_eq!(
+            f.orphans,
+            [(
+                "n:gone:80".to_string(),
+                Some("services/gone/n:gone:80".to_string())
+            )]
+        );
+        assert_eq!(f.orphan_keys, ["services/old/x"]);
+        assert!(compare(&ConsulView::default(), &d).repair == ["n:a:80"]);
+    }
+}

@@ -1,0 +1,258 @@
+//! Never lose the truth: Consul restarted empty or unreachable, the Docker event stream cut,
+//! the registrator SIGKILLed, orphans and ownership, leader wait and exit codes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{instances, Registrator, WAIT};
+use serde_json::json;
+use testkit::proxy::SocketProxy;
+use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
+
+fn named(prefix: &str, name: &str) -> Container {
+    Container::run(
+        prefix,
+        &[
+            "-p",
+            "80",
+            "-l",
+            &format!("SERVICE_NAME={name}"),
+            TestImage::ensure(),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn consul_restarted_empty_gets_everything_back_including_kv() {
+    let mut consul = ConsulAgent::start().await;
+    let reg = Registrator::start(&consul, &[]);
+    let name = unique("wiped");
+    let _a = named("wa", &name);
+    let _b = named("wb", &name);
+    instances(&consul, &name, 2).await;
+    consul.restart().await;
+    instances(&consul, &name, 2).await;
+    eventually(WAIT, "kv records back", || async {
+        let keys = consul.kv_keys(&format!("services/{name}/")).await?;
+        if keys.len() == 2 {
+            Ok(())
+        } else {
+            anyhow::bail!("{keys:?}")
+        }
+    })
+    .await;
+    assert!(reg.log().contains("re-sending"), "{}", reg.log());
+}
+
+#[tokio::test]
+async fn consul_unreachable_while_containers_come_and_go_converges_on_return() {
+    let mut consul = ConsulAgent::start().await;
+    let mut reg = Registrator::start(&consul, &[]);
+    let (stays, leaves, arrives) = (unique("stays"), unique("leaves"), unique("arrives"));
+    let _s = named("s", &stays);
+    let l = named("l", &leaves);
+    instances(&consul, &stays, 1).await;
+    instances(&consul, &leaves, 1).await;
+    consul.stop();
+    l.stop();
+    let _a = named("a", &arrives);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        reg.alive(),
+        "registrator must survive a consul outage:\n{}",
+        reg.log()
+    );
+    consul.restart().await;
+    instances(&consul, &stays, 1).await;
+    instances(&consul, &arrives, 1).await;
+    instances(&consul, &leaves, 0).await;
+}
+
+#[tokio::test]
+async fn a_cut_event_stream_is_resubscribed_and_reconciled() {
+    let consul = ConsulAgent::start().await;
+    let proxy = SocketProxy::start();
+    let mut reg = Registrator::start_env(
+        &consul,
+        &["-cleanup"],
+        &[("DOCKER_HOST", &proxy.docker_host())],
+    );
+    let (before, during) = (unique("before"), unique("during"));
+    let b = named("b", &before);
+    instances(&consul, &before, 1).await;
+    proxy.cut();
+    b.stop();
+    let _d = named("d", &during);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    instances(&consul, &during, 1).await;
+    instances(&consul, &before, 0).await;
+    assert!(reg.alive());
+    assert!(reg.log().contains("resubscribing"), "{}", reg.log());
+}
+
+#[tokio::test]
+async fn cleanup_removes_only_what_this_node_owns() {
+    let consul = ConsulAgent::start().await;
+    let node = unique("owner");
+    let register = |id: &str, name: &str, meta: serde_json::Value| {
+        let body = json!({"ID": id, "Name": name, "Port": 1, "Meta": meta});
+        let consul = &consul;
+        async move { consul.register(&body).await }
+    };
+    let orphan = unique("orphan");
+    register(
+        &format!("{node}:gone:80"),
+        &orphan,
+        json!({"managed-by": "swarmgate-registrator", "node": node}),
+    )
+    .await;
+    register("foreign-1", &orphan, json!({})).await;
+    register(
+        "other-node:x:80",
+        &orphan,
+        json!({"managed-by": "swarmgate-registrator", "node": "other-node"}),
+    )
+    .await;
+    // Same id shape as ours, but no ownership marker: never touched.
+    register(&format!("{node}:lookalike:80"), &orphan, json!({})).await;
+    consul
+        .kv_put(
+            &format!("services/{orphan}/{node}:gone:80"),
+            &json!({"node": node}).to_string(),
+        )
+        .await
+        .expect("kv");
+    consul
+        .kv_put(
+            &format!("services/{orphan}/stale"),
+            &json!({"node": node}).to_string(),
+        )
+        .await
+        .expect("kv");
+    consul
+        .kv_put(
+            &format!("services/{orphan}/theirs"),
+            &json!({"node": "other-node"}).to_string(),
+        )
+        .await
+        .expect("kv");
+    let _reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
+    let left = instances(&consul, &orphan, 3).await;
+    let mut ids: Vec<_> = left
+        .iter()
+        .map(|e| e["Service"]["ID"].as_str().expect("id").to_string())
+        .collect();
+    ids.sort();
+    let mut want = vec![
+        "foreign-1".to_string(),
+        "other-node:x:80".to_string(),
+        format!("{node}:lookalike:80"),
+    ];
+    want.sort();
+    assert_eq!(ids, want);
+    eventually(WAIT, "only the other node's kv record is left", || async {
+        let keys = consul.kv_keys(&format!("services/{orphan}/")).await?;
+        if keys == [format!("services/{orphan}/theirs")] {
+            Ok(())
+        } else {
+            anyhow::bail!("{keys:?}")
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigkilled_and_restarted_leaves_no_duplicates_and_no_dangling_services() {
+    let consul = ConsulAgent::start().await;
+    let node = unique("phoenix");
+    let mut reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
+    let (keeps, dies) = (unique("keeps"), unique("dies"));
+    let _k = named("k", &keeps);
+    let d = named("d", &dies);
+    instances(&consul, &keeps, 1).await;
+    instances(&consul, &dies, 1).await;
+    reg.signal("KILL");
+    reg.wait();
+    d.stop();
+    let _reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
+    instances(&consul, &dies, 0).await;
+    let [k] = instances(&consul, &keeps, 1)
+        .await
+        .try_into()
+        .expect("one, not two");
+    assert!(k["Service"]["ID"].as_str().expect("id").starts_with(&node));
+}
+
+#[tokio::test]
+async fn leader_wait_follows_the_retry_flags_and_exit_codes_are_documented() {
+    let port = testkit::free_port();
+    let uri = format!("consul://127.0.0.1:{port}");
+    let mut once = Registrator::start_as(&unique("noleader"), &uri, &["-retry-attempts", "0"], &[]);
+    assert_eq!(once.wait(), Some(69));
+    assert!(once.log().contains("no leader"), "{}", once.log());
+
+    let mut bad = Registrator::start_as(&unique("badflag"), "etcd://x:1", &[], &[]);
+    assert_eq!(bad.wait(), Some(64));
+    assert!(bad.log().contains("etcd://x:1"), "{}", bad.log());
+
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_registrator"))
+        .arg("--help")
+        .output()
+        .expect("help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("EXIT CODES") && help.contains("69"), "{help}");
+}
+
+#[tokio::test]
+async fn deregister_on_shutdown_removes_this_nodes_services() {
+    let consul = ConsulAgent::start().await;
+    let mut reg = Registrator::start(&consul, &["--deregister-on-shutdown"]);
+    let name = unique("leaving");
+    let _c = named("c", &name);
+    instances(&consul, &name, 1).await;
+    reg.signal("TERM");
+    assert_eq!(reg.wait(), Some(0));
+    instances(&consul, &name, 0).await;
+}
+
+#[tokio::test]
+async fn acl_default_deny_without_a_token_is_reported_and_a_token_works() {
+    let acl = r#"acl { enabled = true default_policy = "deny" tokens { master = "root" agent = "root" } }"#;
+    let consul = ConsulAgent::start_with(&["-hcl", acl]).await;
+    let name = unique("guarded");
+    let _c = named("g", &name);
+    let mut denied = Registrator::start(&consul, &[]);
+    eventually(WAIT, "the missing permission is named", || async {
+        let log = denied.log();
+        if log.contains("permission denied") && log.contains("service:write") {
+            Ok(())
+        } else {
+            anyhow::bail!("{log}")
+        }
+    })
+    .await;
+    assert!(
+        denied.alive(),
+        "a refused registration does not stop the agent"
+    );
+    drop(denied);
+    let _ok = Registrator::start_env(&consul, &[], &[("CONSUL_HTTP_TOKEN", "root")]);
+    eventually(WAIT, "registered with the token", || async {
+        let body = consul
+            .http
+            .get(format!("{}/v1/health/service/{name}", consul.url()))
+            .header("X-Consul-Token", "root")
+            .send()
+            .await?
+            .text()
+            .await?;
+        if body.contains(&name) {
+            Ok(())
+        } else {
+            anyhow::bail!("{body}")
+        }
+    })
+    .await;
+}

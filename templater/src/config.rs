@@ -1,0 +1,269 @@
+//! Command line and environment of every `templater` subcommand, and the checked configuration
+//! of `templater run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use swarmgate_consul::{parse_address, ConsulConfig, DEFAULT_CONSUL_ADDR};
+use swarmgate_runtime::telemetry::LogFormat;
+
+use crate::context::{ContextOptions, HealthFilter};
+use crate::daemon::RunConfig;
+use crate::nginx::Nginx;
+use crate::render::TemplateSpec;
+
+pub const EXIT_HELP: &str = "EXIT CODES:
+    0   success (run: stopped by SIGINT/SIGTERM)
+    1   Consul unreachable or another runtime error
+    2   bad arguments or input (the message names it)
+    3   refused: no passing instance of the target colour, no previous colour, no active colour
+    4   conflict: another deploy changed the settings meanwhile (check-and-set lost); run again
+    5   --wait-live timed out before every templater acknowledged the change
+    130 a second signal cut the drain short";
+
+pub const DEFAULT_KV_PREFIX: &str = "deploy";
+pub const DEFAULT_COLORS: &str = "blue,green";
+pub const DEFAULT_OUTPUT_DIR: &str = "/etc/nginx/conf.d";
+pub const DEFAULT_NGINX_CHECK: &str = "nginx -t -q";
+
+/// Consul → nginx with blue/green and canary; and the deploy step that moves traffic.
+#[derive(Debug, Parser)]
+#[command(name = "templater", version, after_help = EXIT_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand takes.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Consul address: http(s)://HOST:PORT, consul://HOST:PORT or HOST:PORT.
+    #[arg(long, global = true, env = "CONSUL_HTTP_ADDR", default_value = DEFAULT_CONSUL_ADDR)]
+    pub consul: String,
+    /// Use https with a plain HOST:PORT address.
+    #[arg(
+        long = "consul-http-ssl",
+        global = true,
+        env = "CONSUL_HTTP_SSL",
+        hide = true,
+        default_value_t = false
+    )]
+    pub consul_http_ssl: bool,
+    /// Consul ACL token.
+    #[arg(long, global = true, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) for Consul over TLS.
+    #[arg(long = "ca-cert", global = true, env = "CONSUL_CACERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Client certificate (PEM) for Consul over TLS.
+    #[arg(long = "client-cert", global = true, env = "CONSUL_CLIENT_CERT")]
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM) for Consul over TLS.
+    #[arg(long = "client-key", global = true, env = "CONSUL_CLIENT_KEY")]
+    pub client_key: Option<PathBuf>,
+    /// KV prefix of deploy settings (<prefix>/<service>/active|canary|previous).
+    #[arg(long = "kv-prefix", global = true, env = "TEMPLATER_KV_PREFIX", default_value = DEFAULT_KV_PREFIX)]
+    pub kv_prefix: String,
+    /// The colours, as instance tags.
+    #[arg(long, global = true, env = "TEMPLATER_COLORS", default_value = DEFAULT_COLORS, value_delimiter = ',')]
+    pub colors: Vec<String>,
+    /// Which instances count as healthy.
+    #[arg(long, global = true, env = "TEMPLATER_HEALTH", value_enum, default_value_t = HealthFilter::Passing)]
+    pub health: HealthFilter,
+    /// Log format.
+    #[arg(long = "log-format", global = true, env = "TEMPLATER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: watch Consul, render, install, reload nginx.
+    Run(RunArgs),
+    /// Make COLOR (default: the other colour) active, canary 0.
+    Flip {
+        service: String,
+        color: Option<String>,
+        /// Flip even when COLOR has no passing instance.
+        #[arg(long)]
+        force: bool,
+        /// Return only once every running templater has installed the change (seconds).
+        #[arg(long = "wait-live", value_name = "SECONDS")]
+        wait_live: Option<u64>,
+    },
+    /// Send PERCENT (0-100) of traffic to the colours other than the active one.
+    Canary {
+        service: String,
+        percent: String,
+        /// Return only once every running templater has installed the change (seconds).
+        #[arg(long = "wait-live", value_name = "SECONDS")]
+        wait_live: Option<u64>,
+    },
+    /// Go back to the previous colour, canary 0.
+    Rollback {
+        service: String,
+        /// Roll back even when the previous colour has no passing instance.
+        #[arg(long)]
+        force: bool,
+        /// Return only once every running templater has installed the change (seconds).
+        #[arg(long = "wait-live", value_name = "SECONDS")]
+        wait_live: Option<u64>,
+    },
+    /// Show colours, canaries, instances with health and traffic share, and templaters.
+    Status {
+        service: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// SRC:DEST, repeatable [default: the built-in templates into --output-dir].
+    #[arg(long = "template", env = "TEMPLATER_TEMPLATES", value_delimiter = ';')]
+    pub templates: Vec<String>,
+    /// Where the built-in templates are written.
+    #[arg(long = "output-dir", env = "TEMPLATER_OUTPUT_DIR", default_value = DEFAULT_OUTPUT_DIR)]
+    pub output_dir: PathBuf,
+    /// nginx pid file; nginx gets SIGHUP after each install.
+    #[arg(long = "nginx-pid", env = "TEMPLATER_NGINX_PID")]
+    pub nginx_pid: Option<PathBuf>,
+    /// Command that validates the config; an empty string skips the check.
+    #[arg(long = "nginx-check", env = "TEMPLATER_NGINX_CHECK", default_value = DEFAULT_NGINX_CHECK)]
+    pub nginx_check: String,
+    /// Quiescence MIN[:MAX]: an isolated change goes out at once, a burst at most once per MIN and no later than MAX.
+    #[arg(long, env = "TEMPLATER_WAIT", default_value = crate::quiesce::DEFAULT_WAIT)]
+    pub wait: String,
+    /// How long to keep the last view when Consul's index goes backwards and instances vanish.
+    #[arg(long, env = "TEMPLATER_HOLD", default_value = "30s")]
+    pub hold: String,
+    /// Render once and exit (non-zero when the pass fails).
+    #[arg(long)]
+    pub once: bool,
+    /// Render to stdout; touch no file, send no signal, write nothing to KV.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Serve /metrics (Prometheus) and /health on this address.
+    #[arg(long = "metrics-addr", env = "TEMPLATER_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// This templater's name in KV (acknowledgements, status) [default: the host name].
+    #[arg(long, env = "TEMPLATER_NAME")]
+    pub name: Option<String>,
+    /// Render the inactive colour without `backup` (omit it) when the canary is 0.
+    #[arg(long = "no-backup", env = "TEMPLATER_NO_BACKUP")]
+    pub no_backup: bool,
+    /// Domain of public virtual hosts (<service>[-<namespace>].<domain>).
+    #[arg(long, env = "TEMPLATER_DOMAIN", default_value = "localhost")]
+    pub domain: String,
+    /// Port public virtual hosts listen on.
+    #[arg(long, env = "TEMPLATER_LISTEN", default_value_t = 80)]
+    pub listen: u16,
+    /// TLS port of public virtual hosts that have certificates.
+    #[arg(
+        long = "listen-tls",
+        env = "TEMPLATER_LISTEN_TLS",
+        default_value_t = 443
+    )]
+    pub listen_tls: u16,
+    /// Longest blocking-query wait.
+    #[arg(
+        long = "watch-wait",
+        env = "TEMPLATER_WATCH_WAIT",
+        default_value = "60s",
+        hide = true
+    )]
+    pub watch_wait: String,
+}
+
+impl Common {
+    pub fn consul_config(&self) -> Result<ConsulConfig, String> {
+        let address =
+            parse_address(&self.consul, self.consul_http_ssl).map_err(|e| e.to_string())?;
+        let mut c = ConsulConfig::new(address);
+        c.token = self.token.clone();
+        c.ca_cert = self.ca_cert.clone();
+        c.client_cert = self.client_cert.clone();
+        c.client_key = self.client_key.clone();
+        Ok(c)
+    }
+
+    pub fn checked_colors(&self) -> Result<Vec<String>, String> {
+        let colors: Vec<String> = self
+            .colors
+            .iter()
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if colors.len() < 2 {
+            return Err(format!(
+                "--colors {:?}: name at least two colours",
+                self.colors.join(",")
+            ));
+        }
+        for c in &colors {
+            crate::model::check_service_name(c).map_err(|e| format!("--colors: colour {e}"))?;
+        }
+        Ok(colors)
+    }
+
+    pub fn context_options(&self, run: Option<&RunArgs>) -> Result<ContextOptions, String> {
+        Ok(ContextOptions {
+            colors: self.checked_colors()?,
+            health: self.health,
+            backup_inactive: !run.is_some_and(|r| r.no_backup),
+            domain: run.map_or_else(|| "localhost".into(), |r| r.domain.clone()),
+            listen: run.map_or(80, |r| r.listen),
+            listen_tls: run.map_or(443, |r| r.listen_tls),
+        })
+    }
+}
+
+/// Checks `run`'s flags into a [`RunConfig`]; errors name the flag.
+pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
+    let templates = if r.templates.is_empty() {
+        TemplateSpec::defaults(&r.output_dir)
+    } else {
+        r.templates
+            .iter()
+            .map(|t| TemplateSpec::parse(t))
+            .collect::<Result<_, _>>()?
+    };
+    let context = common.context_options(Some(r))?;
+    if !context
+        .domain
+        .split('.')
+        .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        return Err(format!("--domain {:?} is not a domain name", r.domain));
+    }
+    let name = match &r.name {
+        Some(n) => n.clone(),
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "templater".into()),
+    };
+    crate::model::check_service_name(&name).map_err(|e| format!("--name: {e}"))?;
+    Ok(RunConfig {
+        consul: common.consul_config()?,
+        kv_prefix: common.kv_prefix.trim_matches('/').to_string(),
+        templates,
+        nginx: Nginx {
+            check: Some(r.nginx_check.clone()).filter(|c| !c.trim().is_empty()),
+            pid_file: r.nginx_pid.clone(),
+        },
+        wait: crate::quiesce::parse_wait(&r.wait).map_err(|e| format!("--wait: {e}"))?,
+        watch_wait: crate::quiesce::parse_duration(&r.watch_wait)
+            .map_err(|e| format!("--watch-wait: {e}"))?
+            .max(Duration::from_millis(100)),
+        context,
+        once: r.once,
+        dry_run: r.dry_run,
+        metrics_addr: r.metrics_addr,
+        name,
+        hold: crate::quiesce::parse_duration(&r.hold).map_err(|e| format!("--hold: {e}"))?,
+    })
+}

@@ -1,0 +1,310 @@
+//! The deploy CLI: `flip`, `canary` and `rollback` change a service's settings in one KV
+//! transaction guarded by check-and-set, so two deploys never interleave; `--wait-live` then
+//! waits until every running templater acknowledges the change as installed in nginx.
+
+use std::time::Duration;
+
+use std::cell::RefCell;
+
+use swarmgate_consul::watch::watch;
+use swarmgate_consul::{Client, KvOp, QueryOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::context::color_of;
+use crate::model::check_service_name;
+use crate::report::{parse_ack_key, Ack};
+use crate::settings::{key, parse_canary, parse_color, STATUS_DIR};
+
+/// A deploy command's failure, with the exit code a CI step sees.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not live after {0:?}: {1}")]
+    NotLive(Duration, String),
+    #[error("{0}; the token needs key_prefix write on the KV prefix and service_prefix/node_prefix read")]
+    Denied(swarmgate_consul::Error),
+    #[error(transparent)]
+    Consul(swarmgate_consul::Error),
+}
+
+impl From<swarmgate_consul::Error> for DeployError {
+    fn from(e: swarmgate_consul::Error) -> Self {
+        if e.is_permission_denied() {
+            DeployError::Denied(e)
+        } else {
+            DeployError::Consul(e)
+        }
+    }
+}
+
+impl DeployError {
+    /// Exit codes, documented in `--help`.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            DeployError::Consul(_) | DeployError::Denied(_) => 1,
+            DeployError::Invalid(_) => 2,
+            DeployError::Refused(_) => 3,
+            DeployError::Conflict(_) => 4,
+            DeployError::NotLive(..) => 5,
+        }
+    }
+}
+
+/// What the deploy commands share.
+#[derive(Clone, Debug)]
+pub struct Deploy {
+    pub client: Client,
+    pub prefix: String,
+    pub colors: Vec<String>,
+}
+
+/// A KV value with its ModifyIndex (0 when absent).
+struct Current {
+    value: Option<String>,
+    index: u64,
+}
+
+impl Deploy {
+    async fn read(&self, service: &str, field: &str) -> Result<Current, DeployError> {
+        let pair = self
+            .client
+            .kv_get(&key(&self.prefix, service, field))
+            .await?;
+        Ok(Current {
+            value: pair
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(&p.value).trim().to_string()),
+            index: pair.map_or(0, |p| p.modify_index),
+        })
+    }
+
+    fn check_service(service: &str) -> Result<(), DeployError> {
+        check_service_name(service).map_err(|e| DeployError::Invalid(format!("service {e}")))
+    }
+
+    /// Passing instances of `service` with colour `color`.
+    async fn passing(&self, service: &str, color: &str) -> Result<usize, DeployError> {
+        let (entries, _) = self
+            .client
+            .health_service(service, &QueryOptions::default(), true)
+            .await?;
+        Ok(entries
+            .iter()
+            .filter(|e| {
+                color_of(e.service.tags.as_deref().unwrap_or_default(), &self.colors)
+                    .is_some_and(|c| c == color)
+            })
+            .count())
+    }
+
+    async fn require_passing(
+        &self,
+        service: &str,
+        color: &str,
+        force: bool,
+    ) -> Result<(), DeployError> {
+        if force {
+            return Ok(());
+        }
+        match self.passing(service, color).await? {
+            0 => Err(DeployError::Refused(format!("{service} has no passing {color} instance; traffic would fail (use --force to flip anyway)"))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes `color` (default: the other colour) active with canary 0. Answers the new
+    /// settings index and a message.
+    pub async fn flip(
+        &self,
+        service: &str,
+        color: Option<&str>,
+        force: bool,
+    ) -> Result<(u64, String), DeployError> {
+        Self::check_service(service)?;
+        let active = self.read(service, "active").await?;
+        let current = active
+            .value
+            .as_deref()
+            .and_then(|v| parse_color(v, &self.colors).ok());
+        let target = match color {
+            Some(c) => parse_color(c, &self.colors).map_err(DeployError::Invalid)?,
+            None => self.other_color(current.as_deref(), service)?,
+        };
+        self.require_passing(service, &target, force).await?;
+        self.commit(service, &target, current.as_deref(), active.index)
+            .await?;
+        let was = current.map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
+        let index = self.read(service, "active").await?.index;
+        Ok((
+            index,
+            format!("{service}: {target} is active ({was}); canary 0"),
+        ))
+    }
+
+    /// Back to the previous colour, canary 0.
+    pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
+        Self::check_service(service)?;
+        let active = self.read(service, "active").await?;
+        let previous = self.read(service, "previous").await?;
+        let target = previous
+            .value
+            .as_deref()
+            .and_then(|p| parse_color(p, &self.colors).ok())
+            .ok_or_else(|| {
+                DeployError::Refused(format!("{service} has no previous colour to roll back to"))
+            })?;
+        self.require_passing(service, &target, force).await?;
+        let current = active
+            .value
+            .as_deref()
+            .and_then(|v| parse_color(v, &self.colors).ok());
+        self.commit(service, &target, current.as_deref(), active.index)
+            .await?;
+        let index = self.read(service, "active").await?.index;
+        Ok((
+            index,
+            format!("{service}: rolled back to {target}; canary 0"),
+        ))
+    }
+
+    /// Sends `percent` of traffic to the colours that are not active.
+    pub async fn canary(&self, service: &str, percent: &str) -> Result<(u64, String), DeployError> {
+        Self::check_service(service)?;
+        let percent =
+            parse_canary(percent).map_err(|e| DeployError::Invalid(format!("canary {e}")))?;
+        let active = self.read(service, "active").await?;
+        let Some(active_color) = active.value else {
+            return Err(DeployError::Refused(format!(
+                "{service} has no active colour; run `templater flip {service} COLOR` first"
+            )));
+        };
+        let canary = self.read(service, "canary").await?;
+        let op = KvOp::Cas {
+            key: key(&self.prefix, service, "canary"),
+            value: percent.to_string().into_bytes(),
+            index: canary.index,
+        };
+        let guard = KvOp::Cas {
+            key: key(&self.prefix, service, "active"),
+            value: active_color.clone().into_bytes(),
+            index: active.index,
+        };
+        if !self.client.kv_txn(&[guard, op]).await? {
+            return Err(DeployError::Conflict(format!(
+                "{service}'s settings changed while this command ran; run it again"
+            )));
+        }
+        let index = self.read(service, "canary").await?.index;
+        Ok((
+            index,
+            format!("{service}: {percent}% to the colours other than {active_color}"),
+        ))
+    }
+
+    fn other_color(&self, current: Option<&str>, service: &str) -> Result<String, DeployError> {
+        let others: Vec<&String> = self
+            .colors
+            .iter()
+            .filter(|c| Some(c.as_str()) != current)
+            .collect();
+        match (current, others.as_slice()) {
+            (Some(_), [only]) => Ok((*only).clone()),
+            (None, _) => Err(DeployError::Invalid(format!(
+                "{service} has no active colour yet; name one: templater flip {service} COLOR"
+            ))),
+            _ => Err(DeployError::Invalid(format!(
+                "more than two colours; name one of {}",
+                self.colors.join(", ")
+            ))),
+        }
+    }
+
+    /// active := target, canary := 0, previous := current, all or nothing, only if `active` is
+    /// still at `index`.
+    async fn commit(
+        &self,
+        service: &str,
+        target: &str,
+        current: Option<&str>,
+        index: u64,
+    ) -> Result<(), DeployError> {
+        let mut ops = vec![
+            KvOp::Cas {
+                key: key(&self.prefix, service, "active"),
+                value: target.as_bytes().to_vec(),
+                index,
+            },
+            KvOp::Set {
+                key: key(&self.prefix, service, "canary"),
+                value: b"0".to_vec(),
+            },
+        ];
+        if let Some(prev) = current.filter(|c| *c != target) {
+            ops.push(KvOp::Set {
+                key: key(&self.prefix, service, "previous"),
+                value: prev.as_bytes().to_vec(),
+            });
+        }
+        if self.client.kv_txn(&ops).await? {
+            Ok(())
+        } else {
+            Err(DeployError::Conflict(format!(
+                "{service}'s active colour changed while this command ran; run it again"
+            )))
+        }
+    }
+
+    /// Waits until every templater that acknowledges `service` has acknowledged `index` or later.
+    pub async fn wait_live(
+        &self,
+        service: &str,
+        index: u64,
+        timeout: Duration,
+    ) -> Result<String, DeployError> {
+        let dir = format!("{}/{STATUS_DIR}/", self.prefix.trim_end_matches('/'));
+        let token = CancellationToken::new();
+        let live = RefCell::new(None);
+        let last = RefCell::new("no templater has acknowledged this service (is one running with the same --kv-prefix?)".to_string());
+        let watching = watch(
+            Duration::from_secs(30),
+            |opts| {
+                let (client, dir) = (self.client.clone(), dir.clone());
+                async move { client.kv_list(&dir, &opts, true).await }
+            },
+            |pairs: Vec<swarmgate_consul::KvPair>, _| {
+                let acks: Vec<(String, u64)> = pairs
+                    .iter()
+                    .filter_map(|p| {
+                        let (name, svc) = parse_ack_key(&self.prefix, &p.key)?;
+                        let ack: Ack = serde_json::from_slice(&p.value).ok()?;
+                        (svc == service).then(|| (name.to_string(), ack.index))
+                    })
+                    .collect();
+                let behind: Vec<&str> = acks
+                    .iter()
+                    .filter(|(_, i)| *i < index)
+                    .map(|(n, _)| n.as_str())
+                    .collect();
+                if !acks.is_empty() && behind.is_empty() {
+                    let names: Vec<&str> = acks.iter().map(|(n, _)| n.as_str()).collect();
+                    *live.borrow_mut() = Some(format!("live on {}", names.join(", ")));
+                    token.cancel();
+                } else if !behind.is_empty() {
+                    *last.borrow_mut() = format!("waiting for {}", behind.join(", "));
+                }
+            },
+            |e| *last.borrow_mut() = format!("consul: {e}"),
+            token.clone(),
+        );
+        let timed_out = tokio::time::timeout(timeout, watching).await.is_err();
+        match live.into_inner() {
+            Some(message) if !timed_out || token.is_cancelled() => Ok(message),
+            _ => Err(DeployError::NotLive(timeout, last.into_inner())),
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Rendering: minijinja templates with a formatter that makes every printed value safe nginx
+//! syntax (bare when it is a plain token, else a quoted, escaped string; `$` and control
+//! characters refused), so no value from labels or KV can close a block or add a directive.
+
+use std::path::{Path, PathBuf};
+
+use minijinja::value::ValueKind;
+use minijinja::{
+    AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value,
+};
+
+use crate::context::Context;
+
+/// The default templates, built in (the files in `templates/`).
+pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
+    (
+        "upstreams.conf.j2",
+        include_str!("../../templates/upstreams.conf.j2"),
+    ),
+    (
+        "vhosts.conf.j2",
+        include_str!("../../templates/vhosts.conf.j2"),
+    ),
+];
+
+/// One template and where its output goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateSpec {
+    /// A file to read, or `None` for a built-in default (named by `name`).
+    pub source: Option<PathBuf>,
+    pub name: String,
+    pub dest: PathBuf,
+}
+
+impl TemplateSpec {
+    /// Parses `SRC:DEST`.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let (src, dest) = raw
+            .split_once(':')
+            .filter(|(s, d)| !s.is_empty() && !d.is_empty())
+            .ok_or_else(|| format!("--template {raw:?}: expected SRC:DEST"))?;
+        Ok(TemplateSpec {
+            source: Some(PathBuf::from(src)),
+            name: src.to_string(),
+            dest: PathBuf::from(dest),
+        })
+    }
+
+    /// The built-in templates, written into `dir` as `swarmgate-<name>.conf`.
+    pub fn defaults(dir: &Path) -> Vec<Self> {
+        DEFAULT_TEMPLATES
+            .iter()
+            .map(|(name, _)| TemplateSpec {
+                source: None,
+                name: name.to_string(),
+                dest: dir.join(format!("swarmgate-{}", name.trim_end_matches(".j2"))),
+            })
+            .collect()
+    }
+}
+
+/// A compiled set of templates.
+pub struct Renderer {
+    env: Environment<'static>,
+    specs: Vec<TemplateSpec>,
+}
+
+impl Renderer {
+    /// Reads and compiles every template; any error names the file and line.
+    pub fn load(specs: &[TemplateSpec]) -> Result<Self, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::Custom("nginx"));
+        env.set_formatter(nginx_formatter);
+        env.set_keep_trailing_newline(true);
+        for spec in specs {
+            let text = match &spec.source {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("template {}: {e}", path.display()))?,
+                None => DEFAULT_TEMPLATES
+                    .iter()
+                    .find(|(n, _)| *n == spec.name)
+                    .map(|(_, t)| t.to_string())
+                    .ok_or_else(|| format!("no built-in template {}", spec.name))?,
+            };
+            env.add_template_owned(spec.name.clone(), text)
+                .map_err(|e| format!("template {}: {e:#}", spec.name))?;
+        }
+        Ok(Renderer {
+            env,
+            specs: specs.to_vec(),
+        })
+    }
+
+    /// Renders every template: `(destination, bytes)`, or the first error naming the template.
+    pub fn render(&self, ctx: &Context) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
+        let value = Value::from_serialize(ctx);
+        self.specs
+            .iter()
+            .map(|spec| {
+                let tmpl = self
+                    .env
+                    .get_template(&spec.name)
+                    .map_err(|e| format!("{e:#}"))?;
+                let text = tmpl
+                    .render(&value)
+                    .map_err(|e| format!("template {}: {e:#}", spec.name))?;
+                Ok((spec.dest.clone(), text.into_bytes()))
+            })
+            .collect()
+    }
+
+    pub fn specs(&self) -> &[TemplateSpec] {
+        &self.specs
+    }
+}
+
+/// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted
+/// nginx string; refuses `$` (nginx would expand it) and control characters.
+fn nginx_formatter(out: &mut Output, _state: &State, value: &Value) -> Result<(), Error> {
+    if value.is_safe() {
+        return write!(out, "{value}").map_err(Error::from);
+    }
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Ok(()),
+        ValueKind::Number | ValueKind::Bool => write!(out, "{value}").map_err(Error::from),
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default();
+            let escaped =
+                nginx_token(s).map_err(|why| Error::new(ErrorKind::InvalidOperation, why))?;
+            out.write_str(&escaped).map_err(Error::from)
+        }
+        other => Err(Error::new(
+            ErrorKind::InvalidOperation,
+            format!("cannot print a {other} into nginx config; print its fields"),
+        )),
+    }
+}
+
+/// `value` as nginx config text: bare when every character is plain, else double-quoted.
+pub fn nginx_token(value: &str) -> Result<String, String> {
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!("value {value:?} has control character {c:?}"));
+    }
+    if value.contains('$') {
+        return Err(format!("value {value:?} has '$', which nginx would expand"));
+    }
+    let plain = |c: char| c.is_ascii_alphanumeric() || "._:/[]@%+=,~-*".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        return Ok(value.to_string());
+    }
+    Ok(format!(
+        "\"{}\"",
+        value.replace('\\', "\\\\").replace('"', "\\\"")
+    ))
+}
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;

@@ -1,0 +1,187 @@
+//! Rendering tests: the default templates against golden files, and the escaping rules.
+
+use super::*;
+use crate::context::{build, ContextOptions, HealthFilter};
+use crate::model::{Catalog, Health, Instance};
+use crate::settings::{DeploySettings, Settings};
+
+fn inst(id: &str, addr: &str, port: u16, tags: &[&str], meta: &[(&str, &str)]) -> Instance {
+    Instance {
+        id: id.into(),
+        node: "n1".into(),
+        address: addr.into(),
+        port,
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        meta: meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        health: Health::Passing,
+    }
+}
+
+/// The sample catalog, settings and options; build the context from them.
+fn sample() -> (Catalog, Settings, ContextOptions) {
+    let catalog = Catalog {
+        services: [
+            (
+                "api".to_string(),
+                vec![
+                    inst(
+                        "api-1",
+                        "10.0.0.1",
+                        8001,
+                        &["blue", "public"],
+                        &[("namespace", "shop"), ("sticky", "ip_hash")],
+                    ),
+                    inst("api-2", "10.0.0.2", 8002, &["green"], &[]),
+                ],
+            ),
+            (
+                "web".to_string(),
+                vec![
+                    inst(
+                        "web-b1",
+                        "10.0.0.3",
+                        8003,
+                        &["blue"],
+                        &[
+                            ("public", "true"),
+                            ("tls_cert", "/certs/web.pem"),
+                            ("tls_key", "/certs/web.key"),
+                        ],
+                    ),
+                    inst("web-b2", "fd00::4", 8004, &["blue"], &[]),
+                    inst("web-g1", "10.0.0.5", 8005, &["green"], &[]),
+                ],
+            ),
+            (
+                "empty".to_string(),
+                vec![{
+                    let mut i = inst("e", "10.0.0.6", 1, &[], &[]);
+                    i.health = Health::Critical;
+                    i
+                }],
+            ),
+        ]
+        .into(),
+    };
+    let settings: Settings = [
+        (
+            "web".to_string(),
+            DeploySettings {
+                active: Some("blue".into()),
+                canary: 10,
+                ..Default::default()
+            },
+        ),
+        (
+            "api".to_string(),
+            DeploySettings {
+                active: Some("blue".into()),
+                canary: 0,
+                ..Default::default()
+            },
+        ),
+    ]
+    .into();
+    let opts = ContextOptions {
+        colors: vec!["blue".into(), "green".into()],
+        health: HealthFilter::Passing,
+        backup_inactive: true,
+        domain: "example.com".into(),
+        listen: 80,
+        listen_tls: 443,
+    };
+    (catalog, settings, opts)
+}
+
+fn golden(name: &str, got: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, got).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing; run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(got, want, "{name} differs from its golden file");
+}
+
+#[test]
+fn default_templates_match_golden_files() {
+    let r = Renderer::load(&TemplateSpec::defaults(std::path::Path::new("/out")))
+        .expect("defaults compile");
+    let (c, s, o) = sample();
+    let files = r.render(&build(&c, &s, &o).0).expect("render");
+    assert_eq!(
+        files[0].0,
+        std::path::Path::new("/out/swarmgate-upstreams.conf")
+    );
+    golden(
+        "upstreams.conf",
+        std::str::from_utf8(&files[0].1).expect("utf8"),
+    );
+    golden(
+        "vhosts.conf",
+        std::str::from_utf8(&files[1].1).expect("utf8"),
+    );
+}
+
+#[test]
+fn tokens_are_bare_or_quoted_never_raw() {
+    assert_eq!(nginx_token("10.0.0.1:80").as_deref(), Ok("10.0.0.1:80"));
+    assert_eq!(nginx_token("[fd00::1]:80").as_deref(), Ok("[fd00::1]:80"));
+    assert_eq!(nginx_token("a;}b{").as_deref(), Ok("\"a;}b{\""));
+    assert_eq!(nginx_token("x # y").as_deref(), Ok("\"x # y\""));
+    assert_eq!(nginx_token("q\"uo\\te").as_deref(), Ok("\"q\\\"uo\\\\te\""));
+    assert_eq!(nginx_token("").as_deref(), Ok("\"\""));
+    assert!(nginx_token("$host").is_err());
+    assert!(nginx_token("a\nb").is_err());
+    assert!(nginx_token("a\rb").is_err());
+}
+
+#[test]
+fn a_hostile_value_printed_by_a_template_cannot_add_a_directive() {
+    let dir = std::env::temp_dir().join(format!("sg-render-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let src = dir.join("t.j2");
+    std::fs::write(&src, "{% for s in services %}{% for i in s.instances %}# {{ i.meta.note }}\nset_real_ip_from {{ i.tags[0] }};\n{% endfor %}{% endfor %}").expect("write");
+    let spec = TemplateSpec::parse(&format!("{}:/out/t.conf", src.display())).expect("spec");
+    let r = Renderer::load(&[spec]).expect("compile");
+    let (c, s, o) = sample();
+    let hostile_tags = vec!["1.2.3.4; } server { listen 81".to_string()];
+    let hostile_meta: std::collections::BTreeMap<String, String> =
+        [("note".to_string(), "x\ninclude /etc/passwd;".to_string())].into();
+    let fine_meta: std::collections::BTreeMap<String, String> =
+        [("note".to_string(), "fine".to_string())].into();
+    let mut ctx = build(&c, &s, &o).0;
+    ctx.services.truncate(1);
+    ctx.services[0].instances.truncate(1);
+    ctx.services[0].instances[0].tags = &hostile_tags;
+    ctx.services[0].instances[0].meta = &hostile_meta;
+    let err = r.render(&ctx).expect_err("control characters are refused");
+    assert!(err.contains("control character"), "{err}");
+    ctx.services[0].instances[0].meta = &fine_meta;
+    let out = String::from_utf8(r.render(&ctx).expect("render").remove(0).1).expect("utf8");
+    assert_eq!(
+        out,
+        "# fine\nset_real_ip_from \"1.2.3.4; } server { listen 81\";\n"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn template_errors_name_the_template() {
+    let dir = std::env::temp_dir().join(format!("sg-render-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let src = dir.join("broken.j2");
+    std::fs::write(&src, "{% for s in services %}").expect("write");
+    let err =
+        Renderer::load(&[TemplateSpec::parse(&format!("{}:/x", src.display())).expect("spec")])
+            .err()
+            .expect("fails");
+    assert!(err.contains("broken.j2"), "{err}");
+    assert!(TemplateSpec::parse("nocolon").is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

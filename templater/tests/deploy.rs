@@ -1,0 +1,238 @@
+//! The deploy CLI as a CI step runs it: exit codes, refusals, `--force`, check-and-set under
+//! concurrent deploys, `status --json`, and `--wait-live` with no templater running.
+
+mod common;
+
+use common::*;
+use testkit::{unique, ConsulAgent};
+
+#[tokio::test]
+async fn refusals_force_and_exit_codes() {
+    let consul = ConsulAgent::start().await;
+    let svc = unique("svc");
+    register(&consul, "b1", &svc, 1001, &["blue"], "passing").await;
+    register(&consul, "g1", &svc, 1002, &["green"], "critical").await;
+
+    let (code, out) = cli_text(&consul, &["flip", &svc]);
+    assert_eq!(code, 2, "no active colour yet and none named: {out}");
+    assert!(out.contains("name one"), "{out}");
+    let (code, out) = cli_text(&consul, &["canary", &svc, "10"]);
+    assert_eq!(code, 3, "canary before any flip: {out}");
+    let (code, out) = cli_text(&consul, &["flip", &svc, "blue"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = cli_text(&consul, &["flip", &svc]);
+    assert_eq!(code, 3, "green has no passing instance: {out}");
+    assert!(
+        out.contains("no passing green instance") && out.contains("--force"),
+        "{out}"
+    );
+    assert_eq!(
+        consul
+            .kv(&format!("deploy/{svc}/active"))
+            .await
+            .expect("kv")
+            .as_deref(),
+        Some("blue"),
+        "a refusal changes nothing"
+    );
+    let (code, out) = cli_text(&consul, &["flip", &svc, "--force"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        consul
+            .kv(&format!("deploy/{svc}/previous"))
+            .await
+            .expect("kv")
+            .as_deref(),
+        Some("blue")
+    );
+    let (code, out) = cli_text(&consul, &["rollback", &svc]);
+    assert_eq!(code, 0, "blue is passing: {out}");
+    assert_eq!(
+        consul
+            .kv(&format!("deploy/{svc}/active"))
+            .await
+            .expect("kv")
+            .as_deref(),
+        Some("blue")
+    );
+    let (code, out) = cli_text(&consul, &["flip", &svc, "purple"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("purple"), "{out}");
+    let (code, out) = cli_text(&consul, &["flip", "bad;name", "blue"]);
+    assert_eq!(code, 2, "{out}");
+    let (code, out) = cli_text(&consul, &["flip", &svc, "blue", "--wait-live", "1"]);
+    assert_eq!(code, 5, "no templater acknowledges: {out}");
+    assert!(out.contains("no templater"), "{out}");
+    let help = String::from_utf8_lossy(&cli(&consul, &["--help"]).stdout).to_string();
+    assert!(
+        help.contains("EXIT CODES") && help.contains("conflict"),
+        "{help}"
+    );
+
+    let unreachable = std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+        .args([
+            "--consul",
+            &format!("127.0.0.1:{}", testkit::free_port()),
+            "flip",
+            &svc,
+            "blue",
+        ])
+        .output()
+        .expect("run");
+    assert_eq!(unreachable.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unreachable.stderr).contains("consul unreachable"));
+}
+
+#[tokio::test]
+async fn concurrent_deploys_never_interleave() {
+    let consul = ConsulAgent::start().await;
+    let svc = unique("race");
+    register(&consul, "b1", &svc, 1001, &["blue"], "passing").await;
+    register(&consul, "g1", &svc, 1002, &["green"], "passing").await;
+    assert_eq!(cli_text(&consul, &["flip", &svc, "blue"]).0, 0);
+    let url = consul.url();
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let (url, svc) = (url.clone(), svc.clone());
+            std::thread::spawn(move || {
+                let color = if i % 2 == 0 { "green" } else { "blue" };
+                std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+                    .args(["--consul", &url, "flip", &svc, color])
+                    .output()
+                    .expect("run")
+            })
+        })
+        .collect();
+    let codes: Vec<i32> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread").status.code().unwrap_or(-1))
+        .collect();
+    assert!(
+        codes.iter().all(|c| *c == 0 || *c == 4),
+        "only success or conflict: {codes:?}"
+    );
+    let active = consul
+        .kv(&format!("deploy/{svc}/active"))
+        .await
+        .expect("kv")
+        .expect("set");
+    let previous = consul
+        .kv(&format!("deploy/{svc}/previous"))
+        .await
+        .expect("kv");
+    assert_eq!(
+        consul
+            .kv(&format!("deploy/{svc}/canary"))
+            .await
+            .expect("kv")
+            .as_deref(),
+        Some("0")
+    );
+    if let Some(prev) = previous {
+        assert_ne!(
+            prev, active,
+            "previous is always the colour before the last winning flip"
+        );
+    }
+}
+
+#[tokio::test]
+async fn status_json_reports_colours_health_and_shares() {
+    let consul = ConsulAgent::start().await;
+    let svc = unique("stat");
+    for (id, color, status) in [
+        ("b1", "blue", "passing"),
+        ("b2", "blue", "passing"),
+        ("b3", "blue", "passing"),
+        ("g1", "green", "passing"),
+        ("g2", "green", "critical"),
+    ] {
+        register(&consul, id, &svc, 1000, &[color], status).await;
+    }
+    assert_eq!(cli_text(&consul, &["flip", &svc, "blue"]).0, 0);
+    assert_eq!(cli_text(&consul, &["canary", &svc, "10"]).0, 0);
+    let out = cli(&consul, &["status", &svc, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let s = &report["services"][0];
+    assert_eq!(s["active"], "blue");
+    assert_eq!(s["canary"], 10);
+    assert_eq!(s["colors"]["green"]["instances"], 2);
+    assert_eq!(s["colors"]["green"]["healthy"], 1);
+    let share = |id: &str| {
+        s["instances"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|i| i["id"] == id)
+            .expect("instance")["share"]
+            .as_f64()
+            .expect("share")
+    };
+    assert!((share("b1") - 30.0).abs() < 1e-9, "{s}");
+    assert!((share("g1") - 10.0).abs() < 1e-9, "{s}");
+    assert_eq!(share("g2"), 0.0);
+    let (code, text) = cli_text(&consul, &["status"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(&svc) && text.contains("canary=10%"), "{text}");
+}
+
+#[tokio::test]
+async fn acl_default_deny_names_the_missing_permissions() {
+    let acl = r#"acl { enabled = true default_policy = "deny" tokens { master = "root" agent = "root" } }"#;
+    let consul = ConsulAgent::start_with(&["-hcl", acl]).await;
+    let svc = unique("locked");
+    let (code, out) = cli_text(&consul, &["flip", &svc, "blue", "--force"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("token") && out.contains("key_prefix"), "{out}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+        .args([
+            "--consul",
+            &consul.url(),
+            "--token",
+            "root",
+            "flip",
+            &svc,
+            "blue",
+            "--force",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A daemon without a token must not render the (filtered, empty) catalog.
+    let dir = std::env::temp_dir().join(unique("acl-out"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+        .args([
+            "--consul",
+            &consul.url(),
+            "run",
+            "--nginx-check",
+            "",
+            "--output-dir",
+            &dir.display().to_string(),
+        ])
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let _ = run.kill();
+    let out = run.wait_with_output().expect("output");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("missing read permissions"), "{log}");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("ls").count(),
+        0,
+        "nothing rendered from a filtered catalog"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

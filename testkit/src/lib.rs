@@ -1,0 +1,44 @@
+//! Helpers for the integration and end-to-end suites. Everything here talks to real parts:
+//! a real `consul agent -dev`, the real Docker engine (through its CLI), real nginx.
+//!
+//! # Layout
+//! - [`ports`]: free loopback ports.
+//! - [`eventually`]: bounded waiting, never a bare sleep.
+//! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
+//! - [`docker`]: the test image and containers that remove themselves.
+//! - [`proxy`]: a Docker socket proxy a test can cut.
+//! - [`process`]: a daemon under test, its log, and its clean stop.
+//! - [`nginx`]: a real nginx on a free port, and busybox httpd backends.
+
+pub mod consul;
+pub mod docker;
+pub mod eventually;
+pub mod nginx;
+pub mod ports;
+pub mod process;
+pub mod proxy;
+
+pub use consul::ConsulAgent;
+pub use docker::{unique, Container, TestImage};
+pub use eventually::eventually;
+pub use nginx::{Backend, NginxServer};
+pub use ports::free_port;
+pub use process::Process;
+
+/// The workspace root (where `.ci/bin` lives).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit sits in the workspace")
+        .to_path_buf()
+}
+
+/// A binary from `.ci/bin` (installed by `.ci/install`), else from PATH.
+pub fn tool(name: &str) -> std::path::PathBuf {
+    let local = workspace_root().join(".ci/bin").join(name);
+    if local.exists() {
+        local
+    } else {
+        std::path::PathBuf::from(name)
+    }
+}
