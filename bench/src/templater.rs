@@ -4,12 +4,11 @@
 //! render, a change re-rendered, resident memory, connections to Consul, failed Consul calls.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use swarmgate_consul::{Client, QueryOptions, ServiceRegistration};
+use testkit::http::{get, Load};
 use testkit::{unique, Backend, ConsulAgent, NginxServer};
 
 use crate::process::{client, rss_mib, spawn, Daemon};
@@ -42,28 +41,6 @@ fn edge_checked(consul: &ConsulAgent, nginx: &NginxServer, check: &str) -> anyho
             &nginx.port.to_string(),
         ],
     )
-}
-
-/// One GET on a new connection; the body, trimmed.
-async fn get(port: u16, host: &str) -> anyhow::Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf);
-    anyhow::ensure!(
-        text.starts_with("HTTP/1.1 200"),
-        "{}",
-        text.lines().next().unwrap_or("no answer")
-    );
-    Ok(text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .trim()
-        .to_string())
 }
 
 async fn until_serving(port: u16, host: &str, want: &str) -> anyhow::Result<Instant> {
@@ -167,37 +144,14 @@ async fn flips_under_load(
     nginx: &NginxServer,
     host: &str,
 ) -> anyhow::Result<(u64, u64)> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let workers: Vec<_> = (0..4)
-        .map(|_| {
-            let (stop, ok, failed, host, port) = (
-                stop.clone(),
-                ok.clone(),
-                failed.clone(),
-                host.to_string(),
-                nginx.port,
-            );
-            tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    match get(port, &host).await {
-                        Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(nginx.port, host, 4);
     for i in 0..30 {
         let want = if i % 2 == 0 { "green" } else { "blue" };
         client.kv_put("deploy/app/active", want.as_bytes()).await?;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await?;
-    }
-    Ok((ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed)))
+    let totals = load.finish().await;
+    Ok((totals.ok, totals.failed))
 }
 
 /// Registers `services` × 4 instances, 32 at a time.

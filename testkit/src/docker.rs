@@ -52,9 +52,14 @@ impl TestImage {
         BUILT.get_or_init(|| {
             let ctx = std::env::temp_dir().join(unique("swarmgate-image"));
             std::fs::create_dir_all(&ctx).expect("build dir");
-            let src = workspace_root().join("testkit/images/app");
-            for f in ["Dockerfile", "app.sh"] {
-                std::fs::copy(src.join(f), ctx.join(f)).expect("copy build file");
+            // The demo app's script (compose/images/app) in a FROM scratch image, so the
+            // suites need no base image at all.
+            let root = workspace_root();
+            for (from, to) in [
+                ("testkit/images/app/Dockerfile", "Dockerfile"),
+                ("compose/images/app/app.sh", "app.sh"),
+            ] {
+                std::fs::copy(root.join(from), ctx.join(to)).expect("copy build file");
             }
             std::fs::copy("/bin/busybox", ctx.join("busybox"))
                 .expect("busybox-static (run .ci/install)");

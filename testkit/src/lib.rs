@@ -9,10 +9,12 @@
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`nginx`]: a real nginx on a free port, and busybox httpd backends.
+//! - [`http`]: requests through nginx on new connections, tallies, load with failure counts.
 
 pub mod consul;
 pub mod docker;
 pub mod eventually;
+pub mod http;
 pub mod nginx;
 pub mod ports;
 pub mod process;

@@ -124,20 +124,9 @@ pub async fn set_check(consul: &ConsulAgent, check: &str, status: &str) {
         .expect("check update");
 }
 
-/// GETs `/` through nginx for virtual host `host`; answers the body (trimmed) or the status.
+/// GETs `/` through nginx for virtual host `host` on a new connection; the body (trimmed).
 pub async fn fetch(nginx: &NginxServer, host: &str) -> anyhow::Result<String> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()?;
-    let resp = client
-        .get(format!("http://127.0.0.1:{}/", nginx.port))
-        .header("Host", host)
-        .send()
-        .await?;
-    let status = resp.status();
-    let body = resp.text().await?;
-    anyhow::ensure!(status.is_success(), "{status}: {body}");
-    Ok(body.trim().to_string())
+    testkit::http::get(nginx.port, host).await
 }
 
 /// Waits until every one of `n` requests answers `want`.
@@ -158,21 +147,7 @@ pub async fn tally(
     host: &str,
     n: usize,
 ) -> std::collections::BTreeMap<String, usize> {
-    let client = reqwest::Client::new();
-    let mut counts = std::collections::BTreeMap::new();
-    for _ in 0..n {
-        let body = client
-            .get(format!("http://127.0.0.1:{}/", nginx.port))
-            .header("Host", host)
-            .send()
-            .await
-            .expect("request")
-            .text()
-            .await
-            .expect("body");
-        *counts.entry(body.trim().to_string()).or_insert(0) += 1;
-    }
-    counts
+    testkit::http::tally(nginx.port, host, n).await
 }
 
 /// The installed upstreams file.

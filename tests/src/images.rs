@@ -1,0 +1,45 @@
+//! Our images (`swarmgate/*:e2e`) and the upstream ones, built once per test process by
+//! `compose/images/build` from the debug binaries `cargo test` has just built, so the suite tests
+//! exactly this checkout and needs no registry.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The tag the suites' images carry (never the user's `latest`).
+pub const TAG: &str = "e2e";
+
+/// The directory holding this build's binaries (`target/debug`): the test executable lives in
+/// its `deps/`.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Builds the images once; panics with the script's output when it fails.
+pub fn ensure() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = bin_dir();
+        for bin in ["registrator", "templater"] {
+            assert!(
+                dir.join(bin).exists(),
+                "{} missing: run the suite with `cargo test --workspace`",
+                dir.join(bin).display()
+            );
+        }
+        let out = Command::new(testkit::workspace_root().join("compose/images/build"))
+            .arg("--bin-dir")
+            .arg(&dir)
+            .env("SWARMGATE_TAG", TAG)
+            .output()
+            .expect("run compose/images/build");
+        assert!(
+            out.status.success(),
+            "compose/images/build failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
