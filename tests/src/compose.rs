@@ -1,6 +1,6 @@
-//! A compose stack from `compose/` under its own project name and ports, driven through either
-//! compose tool, and removed (containers, networks, volumes) when it drops — after printing its
-//! logs when a test failed.
+//! Compose projects from `compose/`, each under a name of its own, driven through either compose
+//! tool and removed (containers, networks, volumes) when dropped — after printing their logs
+//! when a test failed. [`Stack`] is the single-host demo (compose/docker-compose.yml).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -32,55 +32,27 @@ impl ComposeTool {
     }
 }
 
-/// A running stack.
-pub struct Stack {
+/// One compose project: a file under `compose/`, a unique name, its environment.
+pub struct Project {
     tool: ComposeTool,
-    /// The compose project name (unique per stack).
-    pub project: String,
+    /// The compose project name.
+    pub name: String,
     file: PathBuf,
-    /// nginx's port on the host.
-    pub edge_port: u16,
-    /// Consul's HTTP port on the host.
-    pub consul_port: u16,
-    /// A client for that Consul.
-    pub consul: Client,
+    env: Vec<(String, String)>,
 }
 
-impl Stack {
-    /// Builds the images (once per process) and brings up `compose/<file>` with `tool`, each
-    /// `(service, n)` in `scale` scaled to `n`.
-    pub fn up(tool: ComposeTool, file: &str, scale: &[(&str, u32)]) -> Self {
+impl Project {
+    /// A project for `compose/<file>` (not started), with our images' tag and `env`.
+    pub fn new(tool: ComposeTool, file: &str, prefix: &str, env: &[(&str, String)]) -> Self {
         images::ensure();
-        let consul_port = free_port();
-        let address = parse_address(&format!("127.0.0.1:{consul_port}"), false).expect("address");
-        let stack = Stack {
+        let mut all = vec![("SWARMGATE_TAG".to_string(), images::TAG.to_string())];
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        Project {
             tool,
-            project: unique("sg-e2e"),
+            name: unique(prefix),
             file: workspace_root().join("compose").join(file),
-            edge_port: free_port(),
-            consul_port,
-            consul: Client::new(&ConsulConfig::new(address)).expect("consul client"),
-        };
-        let mut args = vec!["up".to_string(), "-d".to_string()];
-        for (service, n) in scale {
-            args.push("--scale".into());
-            args.push(format!("{service}={n}"));
+            env: all,
         }
-        stack.compose(&args.iter().map(String::as_str).collect::<Vec<_>>());
-        stack
-    }
-
-    fn command(&self) -> Command {
-        let mut c = self.tool.command();
-        c.current_dir(self.file.parent().expect("compose dir"))
-            .arg("-p")
-            .arg(&self.project)
-            .arg("-f")
-            .arg(&self.file)
-            .env("SWARMGATE_TAG", images::TAG)
-            .env("EDGE_PORT", self.edge_port.to_string())
-            .env("CONSUL_PORT", self.consul_port.to_string());
-        c
     }
 
     /// Runs the compose tool with `args`; its output, or a panic with it.
@@ -88,8 +60,9 @@ impl Stack {
         let out = self.try_compose(args);
         assert!(
             out.status.success(),
-            "{:?} {}: {}{}",
+            "{:?} {} {}: {}{}",
             self.tool,
+            self.name,
             args.join(" "),
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -99,27 +72,15 @@ impl Stack {
 
     /// Runs the compose tool with `args`, whatever the outcome.
     pub fn try_compose(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().expect("run compose")
-    }
-
-    /// `templater ARGS` inside the edge's templater container: exit code and all output.
-    pub fn templater_in_edge(&self, args: &[&str]) -> (i32, String) {
-        let mut all = vec!["exec", "-T", "templater", "templater"];
-        all.extend_from_slice(args);
-        text(self.try_compose(&all))
-    }
-
-    /// `templater ARGS` on the host (this build's binary), against the stack's Consul.
-    pub fn templater_on_host(&self, args: &[&str]) -> (i32, String) {
-        let out = Command::new(images::bin_dir().join("templater"))
+        let mut c = self.tool.command();
+        c.current_dir(self.file.parent().expect("compose dir"))
+            .arg("-p")
+            .arg(&self.name)
+            .arg("-f")
+            .arg(&self.file)
             .args(args)
-            .env(
-                "CONSUL_HTTP_ADDR",
-                format!("127.0.0.1:{}", self.consul_port),
-            )
-            .output()
-            .expect("run templater");
-        text(out)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.output().expect("run compose")
     }
 
     /// The ids of `service`'s containers.
@@ -129,28 +90,114 @@ impl Stack {
             .map(str::to_string)
             .collect()
     }
-
-    /// The instances of Consul service `name`, passing ones only when `passing`.
-    pub async fn instances(&self, name: &str, passing: bool) -> anyhow::Result<Vec<ServiceEntry>> {
-        Ok(self
-            .consul
-            .health_service(name, &QueryOptions::default(), passing)
-            .await?
-            .0)
-    }
 }
 
-impl Drop for Stack {
+impl Drop for Project {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let logs = self.try_compose(&["logs", "--no-color", "--tail", "60"]);
             eprintln!(
                 "--- logs of {} ---\n{}",
-                self.project,
+                self.name,
                 String::from_utf8_lossy(&logs.stdout)
             );
         }
         let _ = self.try_compose(&["down", "-v", "--remove-orphans", "-t", "2"]);
+    }
+}
+
+/// A Consul client for `host:port`.
+pub fn consul_client(host: &str, port: u16) -> Client {
+    let address = parse_address(&format!("{host}:{port}"), false).expect("address");
+    Client::new(&ConsulConfig::new(address)).expect("consul client")
+}
+
+/// The instances of service `name` in `consul`, passing ones only when `passing`.
+pub async fn instances(
+    consul: &Client,
+    name: &str,
+    passing: bool,
+) -> anyhow::Result<Vec<ServiceEntry>> {
+    Ok(consul
+        .health_service(name, &QueryOptions::default(), passing)
+        .await?
+        .0)
+}
+
+/// `templater ARGS` on the host (this build's binary) against Consul at `consul_addr`: exit code
+/// and all output.
+pub fn templater_on_host(consul_addr: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(images::bin_dir().join("templater"))
+        .args(args)
+        .env("CONSUL_HTTP_ADDR", consul_addr)
+        .output()
+        .expect("run templater");
+    text(out)
+}
+
+/// The single-host demo, compose/docker-compose.yml, on ports of its own.
+pub struct Stack {
+    pub project: Project,
+    /// nginx's port on the host.
+    pub edge_port: u16,
+    /// Consul's HTTP port on the host.
+    pub consul_port: u16,
+    /// A client for that Consul.
+    pub consul: Client,
+}
+
+impl Stack {
+    /// Brings the demo up with `tool`, each `(service, n)` in `scale` scaled to `n`.
+    pub fn up(tool: ComposeTool, scale: &[(&str, u32)]) -> Self {
+        let (edge_port, consul_port) = (free_port(), free_port());
+        let project = Project::new(
+            tool,
+            "docker-compose.yml",
+            "sg-e2e",
+            &[
+                ("EDGE_PORT", edge_port.to_string()),
+                ("CONSUL_PORT", consul_port.to_string()),
+            ],
+        );
+        let mut args = vec!["up".to_string(), "-d".to_string()];
+        for (service, n) in scale {
+            args.push("--scale".into());
+            args.push(format!("{service}={n}"));
+        }
+        project.compose(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        Stack {
+            project,
+            edge_port,
+            consul_port,
+            consul: consul_client("127.0.0.1", consul_port),
+        }
+    }
+
+    /// Runs the compose tool with `args` in this stack.
+    pub fn compose(&self, args: &[&str]) -> String {
+        self.project.compose(args)
+    }
+
+    /// The ids of `service`'s containers.
+    pub fn containers(&self, service: &str) -> Vec<String> {
+        self.project.containers(service)
+    }
+
+    /// `templater ARGS` inside the edge's templater container: exit code and all output.
+    pub fn templater_in_edge(&self, args: &[&str]) -> (i32, String) {
+        let mut all = vec!["exec", "-T", "templater", "templater"];
+        all.extend_from_slice(args);
+        text(self.project.try_compose(&all))
+    }
+
+    /// `templater ARGS` on the host, against the stack's Consul.
+    pub fn templater_on_host(&self, args: &[&str]) -> (i32, String) {
+        templater_on_host(&format!("127.0.0.1:{}", self.consul_port), args)
+    }
+
+    /// The instances of Consul service `name`, passing ones only when `passing`.
+    pub async fn instances(&self, name: &str, passing: bool) -> anyhow::Result<Vec<ServiceEntry>> {
+        instances(&self.consul, name, passing).await
     }
 }
 

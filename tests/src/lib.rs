@@ -5,9 +5,13 @@
 //!
 //! # Layout
 //! - [`images`]: `compose/images/build` once per test process.
-//! - [`compose`]: the two compose tools and a running stack.
+//! - [`compose`]: the two compose tools, a compose project, the demo stack.
+//! - [`swarm`]: the multi-host layout (compose/swarm) on loopback addresses of this machine.
+//! - [`expect`]: what the suites wait for and assert.
 
 pub mod compose;
+pub mod expect;
 pub mod images;
+pub mod swarm;
 
-pub use compose::{ComposeTool, Stack};
+pub use compose::{ComposeTool, Project, Stack};
