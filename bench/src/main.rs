@@ -1,8 +1,10 @@
-//! `swarmgate-bench`: runs the benchmarks against real parts and prints one Markdown table per
-//! daemon, each figure with its median, p90, target and the floor measured in the same run.
+//! `swarmgate-bench`: runs the benchmarks against real parts and prints one Markdown table (after
+//! a line naming the date and the machine), each figure with its median, p90, target and the
+//! floor measured in the same run.
 //!
 //! Build first: `cargo build --release --workspace`; then `target/release/swarmgate-bench`.
 
+mod machine;
 mod observe;
 mod process;
 mod registrator;
@@ -29,7 +31,7 @@ struct Args {
 
 #[derive(Subcommand, Clone, Copy)]
 enum Which {
-    /// Both daemons' figures, one table each.
+    /// Both daemons' figures, in one table.
     All,
     /// The registrator's figures.
     Registrator,
@@ -40,20 +42,21 @@ enum Which {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    println!(
-        "swarmgate benchmark · {} cores · host {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        host.trim()
-    );
+    println!("{}", machine::describe());
     let which = args.which.unwrap_or(Which::All);
+    let mut groups = Vec::new();
     if matches!(which, Which::All | Which::Registrator) {
-        let rows = registrator::run(args.iterations, &args.sync_sizes).await?;
-        stats::print_table("registrator", &rows);
+        groups.push((
+            "registrator",
+            registrator::run(args.iterations, &args.sync_sizes).await?,
+        ));
     }
     if matches!(which, Which::All | Which::Templater) {
-        let rows = templater::run(args.iterations, args.services).await?;
-        stats::print_table("templater", &rows);
+        groups.push((
+            "templater",
+            templater::run(args.iterations, args.services).await?,
+        ));
     }
+    stats::print_table(&groups);
     Ok(())
 }

@@ -70,27 +70,29 @@ impl Row {
     }
 }
 
-/// Prints rows as a Markdown table.
-pub fn print_table(title: &str, rows: &[Row]) {
-    println!("\n### {title}\n");
-    println!("| figure | p50 | p90 | target | floor (p50, same run) | ratio to floor |");
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for r in rows {
-        let (floor, ratio) = match &r.floor {
-            Some((name, f)) => (
-                format!("{name}: {f:.2} {}", r.unit),
-                format!("{:.2}×", r.p50 / f),
-            ),
-            None => ("—".into(), "—".into()),
-        };
-        println!(
-            "| {} | {:.2} {u} | {:.2} {u} | {} | {floor} | {ratio} |",
-            r.name,
-            r.p50,
-            r.p90,
-            r.target,
-            u = r.unit
-        );
+/// Prints every group's rows as one Markdown table, the group (daemon) in the first column.
+pub fn print_table(groups: &[(&str, Vec<Row>)]) {
+    println!();
+    println!("| daemon | figure | p50 | p90 | target | floor (p50, same run) | ratio to floor |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (group, rows) in groups {
+        for r in rows {
+            let (floor, ratio) = match &r.floor {
+                Some((name, f)) => (
+                    format!("{name}: {f:.2} {}", r.unit),
+                    format!("{:.2}×", r.p50 / f),
+                ),
+                None => ("—".into(), "—".into()),
+            };
+            println!(
+                "| {group} | {} | {:.2} {u} | {:.2} {u} | {} | {floor} | {ratio} |",
+                r.name,
+                r.p50,
+                r.p90,
+                r.target,
+                u = r.unit
+            );
+        }
     }
 }
 

@@ -111,7 +111,13 @@ pub fn parse(
                     }
                 }
             }
-            _ => entry.previous = parse_color(&text, colors).ok(),
+            _ => match parse_color(&text, colors) {
+                Ok(c) => entry.previous = Some(c),
+                Err(e) => {
+                    errors.push(bad(e + "; rollback has no previous colour"));
+                    entry.previous = None;
+                }
+            },
         }
     }
     (out, errors)

@@ -183,9 +183,12 @@ async fn status_json_reports_colours_health_and_shares() {
 
 #[tokio::test]
 async fn acl_default_deny_names_the_missing_permissions() {
-    let acl = r#"acl { enabled = true default_policy = "deny" tokens { master = "root" agent = "root" } }"#;
-    let consul = ConsulAgent::start_with(&["-hcl", acl]).await;
+    let consul = ConsulAgent::start_with(&["-hcl", &ConsulAgent::acl_hcl()]).await;
     let svc = unique("locked");
+    let token = consul
+        .acl_token(&testkit::consul::readme_policy("templater"))
+        .await
+        .expect("token");
     let (code, out) = cli_text(&consul, &["flip", &svc, "blue", "--force"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("token") && out.contains("key_prefix"), "{out}");
@@ -194,7 +197,7 @@ async fn acl_default_deny_names_the_missing_permissions() {
             "--consul",
             &consul.url(),
             "--token",
-            "root",
+            &token,
             "flip",
             &svc,
             "blue",
@@ -234,5 +237,36 @@ async fn acl_default_deny_names_the_missing_permissions() {
         0,
         "nothing rendered from a filtered catalog"
     );
+    // With README's minimal policy the daemon renders and acknowledges.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+        .args([
+            "--consul",
+            &consul.url(),
+            "--token",
+            &token,
+            "run",
+            "--once",
+        ])
+        .args([
+            "--nginx-check",
+            "",
+            "--output-dir",
+            &dir.display().to_string(),
+        ])
+        .output()
+        .expect("run --once");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("permission"), "{log}");
+    assert!(
+        std::fs::read_dir(&dir).expect("ls").count() > 0,
+        "rendered with the minimal token"
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    testkit::report::record(
+        "templater with Consul ACLs, default deny",
+        "without a token: the CLI exits 1 naming key_prefix, the daemon renders nothing and names the missing read permissions; with a token holding README's policy: flip and run --once succeed",
+        "pass",
+        "—",
+    );
 }

@@ -22,7 +22,7 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     let src = tdir.join("up.j2");
     std::fs::write(&src, GOOD).expect("template");
     let dest = nginx.conf_d().join("up.conf");
-    let t = Templater::start(
+    let t = start_templater(
         &consul,
         &nginx,
         &[
@@ -102,6 +102,49 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
         }
     })
     .await;
+    testkit::report::record(
+        "a template that renders invalid nginx syntax",
+        "`nginx -t` fails: the file on disk and nginx's live config stay the last good ones, no temp or journal file is left; the error is in the log, /metrics and `templater status`; fixing the template recovers",
+        "pass",
+        "—",
+    );
+}
+
+#[tokio::test]
+async fn a_failing_check_command_installs_nothing_and_says_so() {
+    let consul = ConsulAgent::start().await;
+    let nginx = NginxServer::start().await;
+    let svc = unique("refused");
+    let backend = Backend::start("x");
+    register(&consul, "r1", &svc, backend.port, &["public"], "passing").await;
+    let t = start_templater(
+        &consul,
+        &nginx,
+        &[
+            "--nginx-check",
+            "sh -c 'echo refused by policy >&2; exit 3'",
+        ],
+    );
+    eventually(WAIT, "check failure counted", || async {
+        let m = t.metrics().await;
+        anyhow::ensure!(m.contains("templater_last_pass_failed 1"), "{m}");
+        Ok(())
+    })
+    .await;
+    let files: Vec<_> = std::fs::read_dir(nginx.conf_d())
+        .expect("ls")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert!(files.is_empty(), "nothing installed: {files:?}");
+    assert!(t.log().contains("refused by policy"), "{}", t.log());
+    let (_, status) = cli_text(&consul, &["status", &svc]);
+    assert!(status.contains("refused by policy"), "{status}");
+    testkit::report::record(
+        "a check command that fails",
+        "nothing is installed (the directory stays as it was), nginx is not signalled; the check's own message is in the log, /metrics and `templater status`",
+        "pass",
+        "—",
+    );
 }
 
 #[tokio::test]
@@ -111,7 +154,7 @@ async fn consul_outage_and_empty_restart_never_blank_a_running_upstream() {
     let svc = unique("steady");
     let backend = Backend::start("steady");
     register(&consul, "s1", &svc, backend.port, &["public"], "passing").await;
-    let mut t = Templater::start(&consul, &nginx, &[]);
+    let mut t = start_templater(&consul, &nginx, &[]);
     let host = format!("{svc}.localhost");
     serves_only(&nginx, &host, "steady", 5).await;
     let before = upstreams(&nginx);
@@ -182,7 +225,7 @@ async fn hostile_names_tags_meta_and_kv_never_reach_nginx_unescaped() {
         .kv_put("deploy/we}b/active", "blue")
         .await
         .expect("kv");
-    let mut t = Templater::start(&consul, &nginx, &[]);
+    let mut t = start_templater(&consul, &nginx, &[]);
     serves_only(&nginx, &format!("{svc}.localhost"), "ok", 5).await;
     let all = format!(
         "{}{}",

@@ -19,7 +19,7 @@ async fn flip_canary_and_rollback_move_traffic_exactly() {
     register(&consul, "b1", &svc, b1.port, &["blue", "public"], "passing").await;
     register(&consul, "b2", &svc, b2.port, &["blue"], "passing").await;
     register(&consul, "g1", &svc, g1.port, &["green"], "passing").await;
-    let _t = Templater::start(&consul, &nginx, &[]);
+    let _t = start_templater(&consul, &nginx, &[]);
     let host = format!("{svc}.localhost");
 
     let (code, out) = cli_text(&consul, &["flip", &svc, "blue", "--wait-live", "20"]);
@@ -63,7 +63,7 @@ async fn health_changes_take_instances_in_and_out() {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let ca = register(&consul, "a", &svc, a.port, &["public"], "passing").await;
     register(&consul, "b", &svc, b.port, &[], "critical").await;
-    let _t = Templater::start(&consul, &nginx, &[]);
+    let _t = start_templater(&consul, &nginx, &[]);
     let host = format!("{svc}.localhost");
     serves_only(&nginx, &host, "a", 10).await;
     set_check(&consul, &ca, "critical").await;

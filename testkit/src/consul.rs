@@ -8,6 +8,27 @@ use serde_json::Value;
 
 use crate::{eventually, free_port, tool};
 
+/// The ACL policy README documents for `daemon` ("registrator" or "templater"): the `hcl` block
+/// under its "### Consul ACL policy", so the suites test exactly what users are told to grant.
+pub fn readme_policy(daemon: &str) -> String {
+    let readme =
+        std::fs::read_to_string(crate::workspace_root().join("README.md")).expect("README.md");
+    let section = readme
+        .split(&format!("\n## {daemon}\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("README has no section {daemon}"));
+    let policy = section
+        .split("### Consul ACL policy")
+        .nth(1)
+        .and_then(|s| s.split("```hcl\n").nth(1))
+        .and_then(|s| s.split("```").next())
+        .unwrap_or_else(|| panic!("README's {daemon} section has no ACL policy"));
+    policy.to_string()
+}
+
+/// The master token of agents started with [`ConsulAgent::acl_hcl`].
+pub const ACL_MASTER: &str = "root";
+
 /// A running Consul dev agent; killed on drop.
 pub struct ConsulAgent {
     pub http_port: u16,
@@ -172,6 +193,44 @@ impl ConsulAgent {
         self.put_json("/v1/agent/service/register", body)
             .await
             .expect("register a service");
+    }
+
+    /// The `-hcl` that turns ACLs on with default deny; the master token is [`ACL_MASTER`].
+    pub fn acl_hcl() -> String {
+        format!(
+            r#"acl {{ enabled = true default_policy = "deny" tokens {{ master = "{ACL_MASTER}" agent = "{ACL_MASTER}" }} }}"#
+        )
+    }
+
+    /// Creates a policy from `rules` (HCL) and a token holding only it; answers the token's
+    /// secret. Needs an agent started with [`ConsulAgent::acl_hcl`].
+    pub async fn acl_token(&self, rules: &str) -> anyhow::Result<String> {
+        let name = crate::unique("policy");
+        let send = |path: &str, body: Value| {
+            self.http
+                .put(format!("{}{path}", self.url()))
+                .header("X-Consul-Token", ACL_MASTER)
+                .json(&body)
+                .send()
+        };
+        send(
+            "/v1/acl/policy",
+            serde_json::json!({"Name": name, "Rules": rules}),
+        )
+        .await?
+        .error_for_status()?;
+        let token: Value = send(
+            "/v1/acl/token",
+            serde_json::json!({"Policies": [{"Name": name}]}),
+        )
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+        token["SecretID"]
+            .as_str()
+            .map(String::from)
+            .ok_or_else(|| anyhow::anyhow!("no SecretID in {token}"))
     }
 
     /// PUT an arbitrary API path with a JSON body.

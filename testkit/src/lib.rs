@@ -8,10 +8,13 @@
 //! - [`docker`]: the test image and containers that remove themselves.
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
+//! - [`daemons`]: the registrator and the templater as every suite starts them.
 //! - [`nginx`]: a real nginx on a free port, and busybox httpd backends.
 //! - [`http`]: requests through nginx on new connections, tallies, load with failure counts.
+//! - [`report`]: the fault suite's rows (scenario, checked, result, figure).
 
 pub mod consul;
+pub mod daemons;
 pub mod docker;
 pub mod eventually;
 pub mod http;
@@ -19,6 +22,7 @@ pub mod nginx;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod report;
 
 pub use consul::ConsulAgent;
 pub use docker::{unique, Container, TestImage};

@@ -43,3 +43,8 @@ pub fn ensure() {
         );
     });
 }
+
+/// This build's binary `name` (`target/debug/<name>`).
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}

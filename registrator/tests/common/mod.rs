@@ -2,7 +2,6 @@
 
 #![allow(dead_code)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -41,22 +40,9 @@ impl Registrator {
     }
 
     pub fn start_as(node: &str, uri: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_registrator"));
-        cmd.args([
-            "--node-name",
-            node,
-            "-ip",
-            "127.0.0.1",
-            "--verify-interval",
-            "1",
-        ])
-        .args(args)
-        .arg(uri)
-        .env("RUST_LOG", "info")
-        .env_remove("CONSUL_HTTP_TOKEN")
-        .envs(env.iter().copied());
+        let bin = std::path::Path::new(env!("CARGO_BIN_EXE_registrator"));
         Registrator {
-            process: Process::spawn(cmd, node),
+            process: testkit::daemons::registrator(bin, node, uri, args, env),
             node: node.to_string(),
         }
     }

@@ -6,68 +6,17 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::json;
-use testkit::{eventually, free_port, unique, ConsulAgent, NginxServer, Process};
+use testkit::{eventually, ConsulAgent, NginxServer};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
 /// A `templater run` process (see [`testkit::Process`]: stopped on drop, log printed on failure).
-pub struct Templater {
-    pub process: Process,
-    pub name: String,
-    pub metrics_port: u16,
-}
+pub type Templater = testkit::daemons::TemplaterDaemon;
 
-impl std::ops::Deref for Templater {
-    type Target = Process;
-    fn deref(&self) -> &Process {
-        &self.process
-    }
-}
-
-impl std::ops::DerefMut for Templater {
-    fn deref_mut(&mut self) -> &mut Process {
-        &mut self.process
-    }
-}
-
-impl Templater {
-    /// Runs the daemon for `nginx` with the built-in templates (plus `extra` flags).
-    pub fn start(consul: &ConsulAgent, nginx: &NginxServer, extra: &[&str]) -> Self {
-        let name = unique("edge");
-        let metrics_port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_templater"));
-        cmd.args(["--consul", &consul.url(), "run", "--name", &name])
-            .args(["--output-dir", &nginx.conf_d().display().to_string()])
-            .args(["--nginx-pid", &nginx.pid_file().display().to_string()])
-            .args(["--nginx-check", &nginx.check_command()])
-            .args([
-                "--listen",
-                &nginx.port.to_string(),
-                "--wait",
-                "20ms:200ms",
-                "--hold",
-                "5s",
-            ])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("CONSUL_HTTP_TOKEN")
-            .env_remove("CONSUL_HTTP_ADDR");
-        Templater {
-            process: Process::spawn(cmd, &name),
-            name,
-            metrics_port,
-        }
-    }
-
-    pub async fn metrics(&self) -> String {
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.metrics_port))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text")
-    }
+/// Runs the daemon for `nginx` with the built-in templates (plus `extra` flags).
+pub fn start_templater(consul: &ConsulAgent, nginx: &NginxServer, extra: &[&str]) -> Templater {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_templater"));
+    testkit::daemons::templater(bin, &consul.url(), nginx, &[], extra)
 }
 
 /// Runs a `templater` CLI command against `consul`.
