@@ -57,22 +57,24 @@ pub fn templater(
         .args(["run", "--name", &name])
         .args(["--output-dir", &nginx.conf_d().display().to_string()])
         .args(["--nginx-pid", &nginx.pid_file().display().to_string()]);
-    if !extra.contains(&"--nginx-check") {
-        cmd.args(["--nginx-check", &nginx.check_command()]);
+    // Defaults the suites want, unless `extra` sets the flag itself (clap refuses repeats).
+    let check = nginx.check_command();
+    let listen = nginx.port.to_string();
+    for (flag, value) in [
+        ("--nginx-check", check.as_str()),
+        ("--listen", listen.as_str()),
+        ("--wait", "20ms:200ms"),
+        ("--hold", "5s"),
+    ] {
+        if !extra.contains(&flag) {
+            cmd.args([flag, value]);
+        }
     }
-    cmd.args([
-        "--listen",
-        &nginx.port.to_string(),
-        "--wait",
-        "20ms:200ms",
-        "--hold",
-        "5s",
-    ])
-    .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-    .args(extra)
-    .env("RUST_LOG", "info")
-    .env_remove("CONSUL_HTTP_TOKEN")
-    .env_remove("CONSUL_HTTP_ADDR");
+    cmd.args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .env_remove("CONSUL_HTTP_TOKEN")
+        .env_remove("CONSUL_HTTP_ADDR");
     TemplaterDaemon {
         process: Process::spawn(cmd, &name),
         name,
