@@ -16,8 +16,8 @@ use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
 const WAIT: Duration = Duration::from_secs(60);
 
 /// Stops dockerd (SIGTERM, as an init system would) and starts it again with the same command
-/// line, detached; waits until it answers. Answers when it answered again.
-async fn restart_dockerd() -> Instant {
+/// line, detached; waits until it answers. Answers when it was stopped and when it answered.
+async fn restart_dockerd() -> (Instant, Instant) {
     let pid = String::from_utf8_lossy(
         &Command::new("pgrep")
             .args(["-x", "dockerd"])
@@ -36,6 +36,7 @@ async fn restart_dockerd() -> Instant {
         .filter(|a| !a.is_empty())
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
+    let stopped = Instant::now();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -69,7 +70,7 @@ async fn restart_dockerd() -> Instant {
         Ok(())
     })
     .await;
-    Instant::now()
+    (stopped, Instant::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +124,7 @@ async fn dockerd_restart_is_survived_and_reconciled() {
     })
     .await;
 
-    let answered = restart_dockerd().await;
+    let (stopped, answered) = restart_dockerd().await;
     eventually(WAIT, "Consul holds exactly what runs", || async {
         anyhow::ensure!(
             count(comes_back.clone()).await? == 1,
@@ -136,7 +137,7 @@ async fn dockerd_restart_is_survived_and_reconciled() {
         Ok(())
     })
     .await;
-    let converged = answered.elapsed();
+    let (down, converged) = (answered - stopped, answered.elapsed());
     // The restarted container is registered at its new published port.
     let port = testkit::docker::docker(&["port", &always.name, "80"]);
     let entries = consul.instances(&comes_back).await.expect("instances");
@@ -161,6 +162,10 @@ async fn dockerd_restart_is_survived_and_reconciled() {
         "dockerd restarted (SIGTERM, started again; no live-restore)",
         "the registrator stays up and resubscribes; the container without a restart policy is deregistered, the one with `--restart always` is registered again at its new port",
         "pass",
-        &format!("converged {} after dockerd answered again", secs(converged)),
+        &format!(
+            "dockerd down {}; Consul matched the running containers {} after it answered again",
+            secs(down),
+            secs(converged)
+        ),
     );
 }
