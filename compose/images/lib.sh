@@ -10,12 +10,17 @@ load_image_names() {
   done <"$(dirname "${BASH_SOURCE[0]}")/../.env"
 }
 
+# elf_libs BINARY: the shared libraries BINARY loads (the loader included), one path a line.
+elf_libs() {
+  ldd "$1" | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'
+}
+
 # stage_elf BINARY ROOT [DEST]: copies BINARY into ROOT (at DEST, default its own path) with
 # every shared library it loads, at the paths the loader expects, so it runs FROM scratch.
 stage_elf() {
   local bin=$1 root=$2 dest=${3:-$1} lib
   install -D -m 0755 "$bin" "$root$dest"
-  for lib in $(ldd "$bin" | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'); do
+  for lib in $(elf_libs "$bin"); do
     [ -e "$root$lib" ] || install -D -m 0755 "$(readlink -f "$lib")" "$root$lib"
   done
 }

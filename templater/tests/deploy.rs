@@ -238,23 +238,20 @@ async fn acl_default_deny_names_the_missing_permissions() {
         "nothing rendered from a filtered catalog"
     );
     // With README's minimal policy the daemon renders and acknowledges.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_templater"))
-        .args([
-            "--consul",
-            &consul.url(),
+    let dir_arg = dir.display().to_string();
+    let out = cli(
+        &consul,
+        &[
             "--token",
             &token,
             "run",
             "--once",
-        ])
-        .args([
             "--nginx-check",
             "",
             "--output-dir",
-            &dir.display().to_string(),
-        ])
-        .output()
-        .expect("run --once");
+            &dir_arg,
+        ],
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     assert!(!log.contains("permission"), "{log}");

@@ -18,18 +18,16 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Stops dockerd (SIGTERM, as an init system would) and starts it again with the same command
 /// line, detached; waits until it answers. Answers when it was stopped and when it answered.
 async fn restart_dockerd() -> (Instant, Instant) {
-    let pid = String::from_utf8_lossy(
-        &Command::new("pgrep")
-            .args(["-x", "dockerd"])
-            .output()
-            .expect("pgrep")
-            .stdout,
-    )
-    .lines()
-    .next()
-    .expect("a running dockerd")
-    .trim()
-    .to_string();
+    // The running dockerd, found in /proc (no procps needed).
+    let pid = std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        .find(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "dockerd")
+        })
+        .expect("a running dockerd");
     let cmdline: Vec<String> = std::fs::read(format!("/proc/{pid}/cmdline"))
         .expect("dockerd's command line")
         .split(|b| *b == 0)

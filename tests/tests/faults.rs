@@ -6,6 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use swarmgate_e2e::compose::templater_on_host;
 use swarmgate_e2e::images::bin;
 use testkit::daemons::{registrator, templater};
 use testkit::http::{get, Load};
@@ -322,28 +323,17 @@ async fn consul_over_tls_with_client_certificates() {
     let served = started.elapsed();
 
     // Without a client certificate Consul refuses, and the CLI says why.
-    let out = Command::new(bin("templater"))
-        .args([
-            "--consul",
-            &format!("https://127.0.0.1:{https}"),
-            "--ca-cert",
-            &ca,
-            "status",
-        ])
-        .output()
-        .expect("templater status");
-    let text = String::from_utf8_lossy(&out.stderr).to_lowercase();
-    assert!(!out.status.success(), "no client cert must fail");
+    let tls_url = format!("https://127.0.0.1:{https}");
+    let (code, text) = templater_on_host(&tls_url, &["--ca-cert", &ca, "status"]);
+    let text = text.to_lowercase();
+    assert_ne!(code, 0, "no client cert must fail");
     assert!(
         text.contains("certificate") || text.contains("tls") || text.contains("handshake"),
         "{text}"
     );
     // Without the CA the server is not trusted.
-    let out = Command::new(bin("templater"))
-        .args(["--consul", &format!("https://127.0.0.1:{https}"), "status"])
-        .output()
-        .expect("templater status");
-    assert!(!out.status.success());
+    let (code, _) = templater_on_host(&tls_url, &["status"]);
+    assert_ne!(code, 0);
     let _ = std::fs::remove_dir_all(&dir);
     record(
         "Consul over TLS, client certificates required (CA and certificates made by the test)",
@@ -499,19 +489,16 @@ async fn hostile_labels_and_kv_never_reach_nginx() {
             "{injected:?} reached nginx:\n{all}"
         );
     }
-    assert_eq!(consul.instances(&dup).await.expect("dup").len(), 1);
     let only = consul.instances(&dup).await.expect("dup");
+    assert_eq!(only.len(), 1, "{only:?}");
     assert!(
         only[0].to_string().contains(&first.id),
         "the first container keeps its id: {only:?}"
     );
     for bad_canary in ["101", "ten", "-1"] {
-        let out = Command::new(bin("templater"))
-            .args(["--consul", &consul.url(), "canary", &svc, bad_canary])
-            .output()
-            .expect("templater canary");
-        assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(bad_canary));
+        let (code, out) = templater_on_host(&consul.url(), &["canary", &svc, bad_canary]);
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(bad_canary), "{out}");
     }
     assert!(reg.alive() && edge.alive(), "no process may crash");
     record(
