@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::blocking::QueryOptions;
+use crate::check::CheckStatus;
 use crate::client::{encode_segment, Client};
 use crate::error::Result;
 
@@ -83,25 +84,6 @@ pub struct AgentService {
     pub port: u16,
     #[serde(default)]
     pub meta: Option<BTreeMap<String, String>>,
-}
-
-/// The status a TTL check can be set to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckStatus {
-    Passing,
-    Warning,
-    Critical,
-}
-
-impl CheckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckStatus::Passing => "passing",
-            CheckStatus::Warning => "warning",
-            CheckStatus::Critical => "critical",
-        }
-    }
 }
 
 impl Client {

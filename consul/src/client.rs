@@ -19,8 +19,11 @@ const MAX_IDLE_PER_HOST: usize = 32;
 pub struct Client {
     http: reqwest::Client,
     base: Url,
+    /// Where Consul is, for messages (`unix:///…` on a socket).
+    target: String,
     token: Option<String>,
     request_timeout: Duration,
+    max_answer_bytes: usize,
 }
 
 impl Client {
@@ -32,6 +35,9 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .use_rustls_tls();
+        if let Some(socket) = &config.address.unix_socket {
+            builder = builder.unix_socket(socket.as_path());
+        }
         if let Some(path) = &config.ca_cert {
             let pem = read_file(path, "CA certificate")?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
@@ -63,15 +69,17 @@ impl Client {
             .map_err(|e| Error::Config(format!("http client: {e}")))?;
         Ok(Client {
             http,
-            base: config.address.clone(),
+            base: config.address.url.clone(),
+            target: config.address.to_string(),
             token: config.token.clone().filter(|t| !t.is_empty()),
             request_timeout: config.request_timeout,
+            max_answer_bytes: config.max_answer_bytes,
         })
     }
 
-    /// The agent's base URL, for messages.
-    pub fn address(&self) -> &Url {
-        &self.base
+    /// Where the agent is (`http://h:p/`, `unix:///path`), for messages.
+    pub fn address(&self) -> &str {
+        &self.target
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -106,14 +114,15 @@ impl Client {
         allow_not_found: bool,
     ) -> Result<Response> {
         let resp = req.send().await.map_err(|source| Error::Transport {
-            url: format!("{}{}", self.base, path.trim_start_matches('/')),
+            url: format!("{}{}", self.target, path.trim_start_matches('/')),
             source,
         })?;
         let status = resp.status();
         if status.is_success() || (allow_not_found && status == reqwest::StatusCode::NOT_FOUND) {
             return Ok(resp);
         }
-        let body = resp.text().await.unwrap_or_default();
+        let body = self.body(path, resp).await.unwrap_or_default();
+        let body = String::from_utf8_lossy(&body);
         Err(Error::Status {
             method,
             path: path.to_string(),
@@ -122,11 +131,36 @@ impl Client {
         })
     }
 
-    pub(crate) async fn decode<T: DeserializeOwned>(path: &str, resp: Response) -> Result<T> {
-        let bytes = resp.bytes().await.map_err(|source| Error::Transport {
+    /// Reads the whole body, refusing one over the answer cap before it is buffered.
+    pub(crate) async fn body(&self, path: &str, mut resp: Response) -> Result<Vec<u8>> {
+        let cap = self.max_answer_bytes;
+        let too_large = || Error::TooLarge {
+            path: path.to_string(),
+            limit: cap,
+        };
+        if resp.content_length().is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|source| Error::Transport {
             url: path.to_string(),
             source,
-        })?;
+        })? {
+            if bytes.len() + chunk.len() > cap {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    }
+
+    /// Reads and decodes a JSON body.
+    pub(crate) async fn decode<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        resp: Response,
+    ) -> Result<T> {
+        let bytes = self.body(path, resp).await?;
         serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
             path: path.to_string(),
             source,
@@ -138,7 +172,7 @@ impl Client {
         let resp = self
             .send("GET", path, self.request(Method::GET, path))
             .await?;
-        Self::decode(path, resp).await
+        self.decode(path, resp).await
     }
 
     /// A GET carrying `opts`: `index`/`wait`, consistency, filter, and a timeout that outlasts
@@ -162,7 +196,7 @@ impl Client {
             .send("GET", path, self.query_request(path, opts))
             .await?;
         let meta = QueryMeta::from_headers(resp.headers());
-        Ok((Self::decode(path, resp).await?, meta))
+        Ok((self.decode(path, resp).await?, meta))
     }
 
     /// PUT with an optional JSON body, answering the raw response.
@@ -213,5 +247,34 @@ mod tests {
             "services/web/a%20b"
         );
         assert_eq!(encode_segment("../x", false), "..%2Fx");
+    }
+
+    /// An endless chunked answer is refused at the cap instead of filling memory.
+    #[tokio::test]
+    async fn answers_over_the_cap_are_refused() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut head = [0u8; 1024];
+            let _ = conn.read(&mut head).await;
+            let _ = conn
+                .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            while conn.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let mut config =
+            ConsulConfig::new(format!("http://127.0.0.1:{port}/").parse().expect("url"));
+        config.max_answer_bytes = 1 << 20;
+        let client = Client::new(&config).expect("client");
+        let err = client
+            .catalog_nodes(&QueryOptions::default())
+            .await
+            .expect_err("too large");
+        assert!(matches!(err, Error::TooLarge { .. }), "{err}");
     }
 }

@@ -31,6 +31,9 @@ pub enum Error {
     /// catalog with no node at all.
     #[error("consul answered {0}: the token is most likely missing read permissions")]
     Filtered(String),
+    /// The answer was larger than the client accepts (a hostile or broken server).
+    #[error("consul's answer for {path} is larger than {limit} bytes; refused")]
+    TooLarge { path: String, limit: usize },
     /// The client could not be built from its configuration.
     #[error("invalid consul configuration: {0}")]
     Config(String),
@@ -44,7 +47,10 @@ impl Error {
             Error::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            Error::Decode { .. } | Error::Config(_) | Error::Filtered(_) => false,
+            Error::Decode { .. }
+            | Error::Config(_)
+            | Error::Filtered(_)
+            | Error::TooLarge { .. } => false,
         }
     }
 

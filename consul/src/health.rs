@@ -7,6 +7,7 @@ use serde::Deserialize;
 use crate::agent::AgentService;
 use crate::blocking::{QueryMeta, QueryOptions};
 use crate::catalog::CheckState;
+use crate::check::CheckStatus;
 use crate::client::{encode_segment, Client};
 use crate::error::Result;
 
@@ -29,18 +30,9 @@ pub struct Node {
 }
 
 impl ServiceEntry {
-    /// The worst status among the instance's checks (node checks included), as Consul ranks them.
-    pub fn aggregate_status(&self) -> &str {
-        let rank = |s: &str| match s {
-            "passing" => 0,
-            "warning" => 1,
-            _ => 2,
-        };
-        self.checks
-            .iter()
-            .map(|c| c.status.as_str())
-            .max_by_key(|s| rank(s))
-            .unwrap_or("passing")
+    /// The instance's health: the worst of its checks (node checks included).
+    pub fn status(&self) -> CheckStatus {
+        CheckStatus::worst(self.checks.iter().map(|c| CheckStatus::parse(&c.status)))
     }
 
     /// The address to reach the instance at: the service's, else its node's.
@@ -68,7 +60,7 @@ impl Client {
         }
         let resp = self.send("GET", &path, req).await?;
         let meta = QueryMeta::from_headers(resp.headers());
-        Ok((Client::decode(&path, resp).await?, meta))
+        Ok((self.decode(&path, resp).await?, meta))
     }
 
     /// Every service name in the catalog with the union of its tags.

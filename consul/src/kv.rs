@@ -72,7 +72,7 @@ impl Client {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok((Vec::new(), meta));
         }
-        let raw: Vec<RawPair> = Client::decode(&path, resp).await?;
+        let raw: Vec<RawPair> = self.decode(&path, resp).await?;
         let pairs = raw
             .into_iter()
             .map(RawPair::decode)

@@ -2,7 +2,11 @@
 //! through this crate and nothing else.
 //!
 //! # Layout
-//! - [`config`]: where Consul is (URI spellings, `CONSUL_HTTP_ADDR`), token, TLS files.
+//! - [`config`]: where Consul is (URI spellings, unix sockets), token, TLS files, limits.
+//! - [`cli`]: the Consul flags and environment variables both binaries flatten.
+//! - [`rules`]: what names, ids and text values may be.
+//! - [`duration`]: Go-style durations.
+//! - [`check`]: check statuses and their ranking.
 //! - [`client`]: the pooled HTTP transport and request helpers.
 //! - [`blocking`]: blocking-query options, index headers and Consul's index rules.
 //! - [`agent`]: service registration, deregistration, maintenance, TTL checks.
@@ -17,19 +21,25 @@
 pub mod agent;
 pub mod blocking;
 pub mod catalog;
+pub mod check;
+pub mod cli;
 pub mod client;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod health;
 pub mod kv;
+pub mod rules;
 pub mod status;
 pub mod txn;
 pub mod watch;
 
-pub use agent::{AgentService, CheckDefinition, CheckStatus, ServiceRegistration};
+pub use agent::{AgentService, CheckDefinition, ServiceRegistration};
 pub use blocking::{QueryMeta, QueryOptions};
+pub use check::CheckStatus;
+pub use cli::ConsulArgs;
 pub use client::Client;
-pub use config::{parse_address, ConsulConfig, DEFAULT_CONSUL_ADDR};
+pub use config::{parse_address, Address, ConsulConfig, DEFAULT_CONSUL_ADDR};
 pub use error::{Error, Result};
 pub use health::ServiceEntry;
 pub use kv::KvPair;

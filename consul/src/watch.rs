@@ -2,7 +2,9 @@
 //! handed on only when the index moved, and capped jittered backoff on errors; cancellable.
 //! After a failed request the next one does not block: a Consul that came back empty has a
 //! lower index and would otherwise hold our old one for the whole wait before we could see
-//! that it went backwards.
+//! that it went backwards. An answer that cannot have blocked (no `X-Consul-Index`, or the
+//! same index answered well before the wait ran out: a proxy or a broken server) is backed off
+//! too, so a watch never spins.
 
 use std::future::Future;
 use std::time::Duration;
@@ -46,19 +48,35 @@ pub async fn watch<T, F, Fut, H, E>(
     loop {
         seed = seed.wrapping_add(1);
         let opts = QueryOptions::blocking(index, jittered_wait(wait, seed));
+        let asked = tokio::time::Instant::now();
         let answer = tokio::select! {
             _ = token.cancelled() => return,
             answer = fetch(opts) => answer,
         };
         match answer {
             Ok((value, meta)) => {
-                backoff = swarmgate_runtime::retry::default_backoff();
                 let moved = index_moved(index, meta.index);
                 let reset = meta.index < seen;
+                let blocked = index == 0 || moved || asked.elapsed() >= wait / 2;
+                let spinning = meta.index == 0 || !blocked;
                 index = next_index(index.max(seen), meta.index);
                 seen = meta.index;
                 if moved || reset {
                     handle(value, Change { meta, reset });
+                }
+                if !spinning {
+                    backoff = swarmgate_runtime::retry::default_backoff();
+                    continue;
+                }
+                let delay = backoff.next().unwrap_or(Duration::from_secs(10));
+                tracing::debug!(
+                    index = meta.index,
+                    delay_ms = delay.as_millis() as u64,
+                    "consul answered a blocking query without blocking; backing off"
+                );
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
                 }
             }
             Err(e) => {
@@ -142,5 +160,48 @@ mod tests {
             *seen.lock().expect("lock"),
             [(5, false), (9, false), (3, true), (0, true)]
         );
+    }
+
+    /// A server that answers at once without an index (or with the same one) is not polled in
+    /// a loop: over two seconds the watch asks a handful of times, not thousands.
+    #[tokio::test(start_paused = true)]
+    async fn answers_that_did_not_block_are_backed_off() {
+        for index in [0u64, 7] {
+            let asked = Arc::new(Mutex::new(0u32));
+            let token = CancellationToken::new();
+            let (a, t) = (asked.clone(), token.clone());
+            let stop = token.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                stop.cancel();
+            });
+            watch(
+                Duration::from_secs(60),
+                move |_opts: QueryOptions| {
+                    let (asked, token) = (a.clone(), t.clone());
+                    async move {
+                        let mut n = asked.lock().expect("lock");
+                        *n += 1;
+                        if *n > 1000 {
+                            token.cancel();
+                        }
+                        Ok((
+                            (),
+                            QueryMeta {
+                                index,
+                                known_leader: true,
+                                last_contact_ms: 0,
+                            },
+                        ))
+                    }
+                },
+                |(), _| {},
+                |_| {},
+                token,
+            )
+            .await;
+            let n = *asked.lock().expect("lock");
+            assert!(n <= 10, "index {index}: {n} requests in 2 s");
+        }
     }
 }

@@ -17,12 +17,13 @@ fuzz_target!(|data: &[u8]| {
             let value = labelled.value.as_str();
             if check_text(key, value).is_ok() {
                 assert!(!value.chars().any(char::is_control));
-                assert!(value.len() <= registrator::labels::MAX_VALUE_LEN);
+                assert!(value.len() <= swarmgate_consul::rules::MAX_VALUE_LEN);
             }
             if check_name(key, value).is_ok() {
                 assert!(value
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+                    .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c)));
+                assert!(value.starts_with(|c: char| c.is_ascii_alphanumeric()));
             }
             let _ = check_id(key, value);
             for item in split_list(value) {

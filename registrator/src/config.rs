@@ -2,20 +2,19 @@
 //! and `--flag` spellings), Consul's own environment variables, and the checked [`Config`].
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
-use swarmgate_consul::{parse_address, ConsulConfig, DEFAULT_CONSUL_ADDR};
+use swarmgate_consul::{ConsulArgs, ConsulConfig};
 use swarmgate_runtime::telemetry::LogFormat;
 
 use crate::service::ModelSettings;
 
 /// Exit codes, documented in `--help`.
 pub const EXIT_HELP: &str = "EXIT CODES:
-    0   stopped by SIGINT/SIGTERM after draining
+    0   stopped by SIGINT/SIGTERM after draining (and --help, --version)
     1   a fatal runtime error (logged)
-    64  bad flags or environment (the message names the input)
+    64  bad flags or environment, clap's own errors included (the message names the input)
     69  Consul had no leader after -retry-attempts tries
     130 a second signal cut the drain short";
 
@@ -41,12 +40,8 @@ pub struct Args {
     /// Consul to register with: consul://HOST:PORT or consul-tls://HOST:PORT [default: $CONSUL_HTTP_ADDR, else 127.0.0.1:8500]
     #[arg(value_name = "URI")]
     pub uri: Option<String>,
-    /// Consul address when no URI is given.
-    #[arg(long = "consul-http-addr", env = "CONSUL_HTTP_ADDR", hide = true)]
-    pub consul_http_addr: Option<String>,
-    /// Use https with a plain host:port address.
-    #[arg(long = "consul-http-ssl", env = "CONSUL_HTTP_SSL", hide = true, default_value_t = false, action = ArgAction::Set, require_equals = true, num_args = 0..=1, default_missing_value = "true")]
-    pub consul_http_ssl: bool,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// IP to register published ports at (default: the bound address, else this host's).
     #[arg(long = "ip", env = "REGISTRATOR_IP")]
     pub ip: Option<String>,
@@ -95,18 +90,6 @@ pub struct Args {
     /// Network whose address containers are registered at (SERVICE_NETWORK overrides).
     #[arg(long, env = "REGISTRATOR_NETWORK")]
     pub network: Option<String>,
-    /// Consul ACL token.
-    #[arg(long, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA certificate (PEM) for Consul over TLS.
-    #[arg(long = "ca-cert", env = "CONSUL_CACERT")]
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM) for Consul over TLS.
-    #[arg(long = "client-cert", env = "CONSUL_CLIENT_CERT")]
-    pub client_cert: Option<PathBuf>,
-    /// Client key (PEM) for Consul over TLS.
-    #[arg(long = "client-key", env = "CONSUL_CLIENT_KEY")]
-    pub client_key: Option<PathBuf>,
     /// Deregister every service of this node on SIGTERM/SIGINT.
     #[arg(long = "deregister-on-shutdown", env = "REGISTRATOR_DEREGISTER_ON_SHUTDOWN", default_value_t = false, action = ArgAction::Set, require_equals = true, num_args = 0..=1, default_missing_value = "true")]
     pub deregister_on_shutdown: bool,
@@ -125,9 +108,11 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parses the process arguments, accepting registrator's single-dash long flags.
+    /// Parses the process arguments, accepting registrator's single-dash long flags; a bad
+    /// flag or variable exits 64, like every other configuration error.
     pub fn parse_compat() -> Self {
-        Args::parse_from(normalize_single_dash(std::env::args(), &long_flags()))
+        Args::try_parse_from(normalize_single_dash(std::env::args(), &long_flags()))
+            .unwrap_or_else(|e| swarmgate_runtime::exit::clap_exit(e))
     }
 }
 
@@ -189,25 +174,17 @@ impl TryFrom<Args> for Config {
     type Error = ConfigError;
 
     fn try_from(a: Args) -> Result<Self, ConfigError> {
-        let raw_addr = a
-            .uri
-            .clone()
-            .or(a.consul_http_addr.clone())
-            .unwrap_or_else(|| DEFAULT_CONSUL_ADDR.to_string());
-        let address =
-            parse_address(&raw_addr, a.consul_http_ssl).map_err(|e| ConfigError(e.to_string()))?;
-        let mut consul = ConsulConfig::new(address);
-        consul.token = a.token.clone();
-        consul.ca_cert = a.ca_cert.clone();
-        consul.client_cert = a.client_cert.clone();
-        consul.client_key = a.client_key.clone();
+        let consul = a
+            .consul
+            .config(a.uri.as_deref())
+            .map_err(|e| ConfigError(e.to_string()))?;
         if let Some(ip) = &a.ip {
             ip.parse::<std::net::IpAddr>()
                 .map_err(|_| ConfigError(format!("-ip {ip:?} is not an IP address")))?;
         }
         let node = match a.node_name.clone() {
             Some(n) => n,
-            None => host_name()
+            None => swarmgate_runtime::host::host_name()
                 .ok_or_else(|| ConfigError("cannot read the host name; pass --node-name".into()))?,
         };
         crate::labels::check_name("--node-name", &node).map_err(|e| ConfigError(e.to_string()))?;
@@ -247,11 +224,6 @@ impl TryFrom<Args> for Config {
             metrics_addr: a.metrics_addr,
         })
     }
-}
-
-fn host_name() -> Option<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
-    Some(name.trim().to_string()).filter(|n| !n.is_empty())
 }
 
 /// The host's address as registrator finds it: its name resolved, first non-loopback IPv4.
@@ -321,7 +293,7 @@ mod tests {
     fn config_checks_inputs_and_names_them() {
         let mut a = parse(&["--node-name", "n1", "consul-tls://c:8501"]);
         let c = Config::try_from(a).expect("valid");
-        assert_eq!(c.consul.address.as_str(), "https://c:8501/");
+        assert_eq!(c.consul.address.to_string(), "https://c:8501/");
         assert_eq!(c.retry_attempts, Some(0));
         a = parse(&["--node-name", "n1", "-ip", "nope"]);
         assert!(Config::try_from(a)

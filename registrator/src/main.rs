@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use registrator::config::{Args, Config};
 use registrator::RunError;
+use swarmgate_runtime::exit;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -13,7 +14,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             eprintln!("registrator: {e}");
-            return ExitCode::from(64);
+            return ExitCode::from(exit::USAGE);
         }
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -23,14 +24,14 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("registrator: cannot start the runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
     };
     runtime.block_on(async {
         let token = CancellationToken::new();
         if let Err(e) = swarmgate_runtime::shutdown::cancel_on_signal(token.clone()) {
             eprintln!("registrator: cannot install signal handlers: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(exit::FAILURE);
         }
         match registrator::run(config, token).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -45,8 +46,8 @@ fn main() -> ExitCode {
 
 fn exit_code(e: &RunError) -> u8 {
     match e {
-        RunError::NoLeader { .. } => 69,
-        RunError::Consul(swarmgate_consul::Error::Config(_)) => 64,
-        _ => 1,
+        RunError::NoLeader { .. } => exit::UNAVAILABLE,
+        RunError::Consul(swarmgate_consul::Error::Config(_)) => exit::USAGE,
+        _ => exit::FAILURE,
     }
 }

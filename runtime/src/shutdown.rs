@@ -4,9 +4,6 @@
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
-/// Exit code when a second signal cuts a drain short.
-pub const EXIT_FORCED: i32 = 130;
-
 /// Spawns the watcher of SIGINT/SIGTERM that cancels `token`.
 pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
@@ -22,7 +19,7 @@ pub fn cancel_on_signal(token: CancellationToken) -> std::io::Result<()> {
             _ = int.recv() => {},
         }
         tracing::warn!("second signal; exiting without draining");
-        std::process::exit(EXIT_FORCED);
+        std::process::exit(i32::from(crate::exit::FORCED));
     });
     Ok(())
 }

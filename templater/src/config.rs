@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use swarmgate_consul::{parse_address, ConsulConfig, DEFAULT_CONSUL_ADDR};
+use swarmgate_consul::{ConsulArgs, ConsulConfig};
 use swarmgate_runtime::telemetry::LogFormat;
 
 use crate::context::{ContextOptions, HealthFilter};
@@ -41,30 +41,8 @@ pub struct Cli {
 /// Flags every subcommand takes.
 #[derive(Debug, Args)]
 pub struct Common {
-    /// Consul address: http(s)://HOST:PORT, consul://HOST:PORT or HOST:PORT.
-    #[arg(long, global = true, env = "CONSUL_HTTP_ADDR", default_value = DEFAULT_CONSUL_ADDR)]
-    pub consul: String,
-    /// Use https with a plain HOST:PORT address.
-    #[arg(
-        long = "consul-http-ssl",
-        global = true,
-        env = "CONSUL_HTTP_SSL",
-        hide = true,
-        default_value_t = false
-    )]
-    pub consul_http_ssl: bool,
-    /// Consul ACL token.
-    #[arg(long, global = true, env = "CONSUL_HTTP_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA certificate (PEM) for Consul over TLS.
-    #[arg(long = "ca-cert", global = true, env = "CONSUL_CACERT")]
-    pub ca_cert: Option<PathBuf>,
-    /// Client certificate (PEM) for Consul over TLS.
-    #[arg(long = "client-cert", global = true, env = "CONSUL_CLIENT_CERT")]
-    pub client_cert: Option<PathBuf>,
-    /// Client key (PEM) for Consul over TLS.
-    #[arg(long = "client-key", global = true, env = "CONSUL_CLIENT_KEY")]
-    pub client_key: Option<PathBuf>,
+    #[command(flatten)]
+    pub consul: ConsulArgs,
     /// KV prefix of deploy settings (<prefix>/<service>/active|canary|previous).
     #[arg(long = "kv-prefix", global = true, env = "TEMPLATER_KV_PREFIX", default_value = DEFAULT_KV_PREFIX)]
     pub kv_prefix: String,
@@ -181,14 +159,7 @@ pub struct RunArgs {
 
 impl Common {
     pub fn consul_config(&self) -> Result<ConsulConfig, String> {
-        let address =
-            parse_address(&self.consul, self.consul_http_ssl).map_err(|e| e.to_string())?;
-        let mut c = ConsulConfig::new(address);
-        c.token = self.token.clone();
-        c.ca_cert = self.ca_cert.clone();
-        c.client_cert = self.client_cert.clone();
-        c.client_key = self.client_key.clone();
-        Ok(c)
+        self.consul.config(None).map_err(|e| e.to_string())
     }
 
     pub fn checked_colors(&self) -> Result<Vec<String>, String> {

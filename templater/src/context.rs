@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::model::{Catalog, Health, Instance};
+use crate::model::{Catalog, Instance};
+use swarmgate_consul::CheckStatus;
 use crate::settings::{DeploySettings, Settings};
 use crate::weights::{split, Assigned};
 
@@ -21,10 +22,10 @@ pub enum HealthFilter {
 }
 
 impl HealthFilter {
-    pub fn admits(self, h: Health) -> bool {
+    pub fn admits(self, h: CheckStatus) -> bool {
         match self {
-            HealthFilter::Passing => h == Health::Passing,
-            HealthFilter::Warning => h <= Health::Warning,
+            HealthFilter::Passing => h == CheckStatus::Passing,
+            HealthFilter::Warning => h <= CheckStatus::Warning,
             HealthFilter::Any => true,
         }
     }
@@ -84,7 +85,7 @@ pub struct InstanceContext<'a> {
     pub server: String,
     pub tags: &'a [String],
     pub meta: &'a std::collections::BTreeMap<String, String>,
-    pub health: Health,
+    pub health: CheckStatus,
     pub color: Option<&'a str>,
     pub weight: u32,
     pub backup: bool,
@@ -265,7 +266,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    pub(crate) fn inst(id: &str, tags: &[&str], health: Health) -> Instance {
+    pub(crate) fn inst(id: &str, tags: &[&str], health: CheckStatus) -> Instance {
         Instance {
             id: id.into(),
             node: "n1".into(),
@@ -294,10 +295,10 @@ mod tests {
             services: [(
                 "web".to_string(),
                 vec![
-                    inst("b1", &["blue"], Health::Passing),
-                    inst("b2", &[], Health::Passing),
-                    inst("g1", &["green"], Health::Passing),
-                    inst("g2", &["green"], Health::Critical),
+                    inst("b1", &["blue"], CheckStatus::Passing),
+                    inst("b2", &[], CheckStatus::Passing),
+                    inst("g1", &["green"], CheckStatus::Passing),
+                    inst("g2", &["green"], CheckStatus::Critical),
                 ],
             )]
             .into(),
@@ -328,8 +329,8 @@ mod tests {
             services: [(
                 "web".to_string(),
                 vec![
-                    inst("b1", &["blue"], Health::Passing),
-                    inst("g1", &["green"], Health::Warning),
+                    inst("b1", &["blue"], CheckStatus::Passing),
+                    inst("g1", &["green"], CheckStatus::Warning),
                 ],
             )]
             .into(),
@@ -347,7 +348,7 @@ mod tests {
 
     #[test]
     fn public_host_tls_and_sticky_from_meta_validated() {
-        let mut a = inst("a", &["public"], Health::Passing);
+        let mut a = inst("a", &["public"], CheckStatus::Passing);
         a.meta = [
             ("namespace".to_string(), "shop".to_string()),
             ("tls_cert".to_string(), "/certs/a.pem".to_string()),
@@ -355,7 +356,7 @@ mod tests {
             ("sticky".to_string(), "ip_hash".to_string()),
         ]
         .into();
-        let mut b = inst("b", &[], Health::Passing);
+        let mut b = inst("b", &[], CheckStatus::Passing);
         b.meta = [
             ("public".to_string(), "true".to_string()),
             ("namespace".to_string(), "bad ns;".to_string()),
@@ -388,7 +389,7 @@ mod tests {
 
     #[test]
     fn ipv6_servers_are_bracketed() {
-        let mut i = inst("a", &[], Health::Passing);
+        let mut i = inst("a", &[], CheckStatus::Passing);
         i.address = "fd00::5".into();
         let cat = Catalog {
             services: [("v6".to_string(), vec![i])].into(),

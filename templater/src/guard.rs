@@ -112,7 +112,8 @@ fn lost_a_lot(last: &Catalog, new: &Catalog) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Health, Instance};
+    use crate::model::Instance;
+    use swarmgate_consul::CheckStatus;
 
     fn cat(services: &[(&str, usize)]) -> Catalog {
         Catalog {
@@ -127,7 +128,7 @@ mod tests {
                             port: 80,
                             tags: vec![],
                             meta: Default::default(),
-                            health: Health::Passing,
+                            health: CheckStatus::Passing,
                         })
                         .collect();
                     (name.to_string(), list)

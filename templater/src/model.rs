@@ -5,26 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use swarmgate_consul::catalog::{CatalogNode, CheckState};
-use swarmgate_consul::AgentService;
-
-/// An instance's health, worst of its node's checks and its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Health {
-    Passing,
-    Warning,
-    Critical,
-}
-
-impl Health {
-    pub fn parse(s: &str) -> Health {
-        match s {
-            "passing" => Health::Passing,
-            "warning" => Health::Warning,
-            _ => Health::Critical,
-        }
-    }
-}
+use swarmgate_consul::{AgentService, CheckStatus};
 
 /// One instance of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -35,7 +16,7 @@ pub struct Instance {
     pub port: u16,
     pub tags: Vec<String>,
     pub meta: BTreeMap<String, String>,
-    pub health: Health,
+    pub health: CheckStatus,
 }
 
 /// Every service and its instances (sorted by node, then id).
@@ -63,16 +44,16 @@ pub fn build(
     nodes: Vec<(CatalogNode, BTreeMap<String, AgentService>)>,
     checks: &[CheckState],
 ) -> (Catalog, Vec<Skipped>) {
-    let mut node_health: HashMap<&str, Health> = HashMap::new();
-    let mut service_health: HashMap<(&str, &str), Health> = HashMap::new();
+    let mut node_health: HashMap<&str, CheckStatus> = HashMap::new();
+    let mut service_health: HashMap<(&str, &str), CheckStatus> = HashMap::new();
     for c in checks {
-        let h = Health::parse(&c.status);
+        let h = CheckStatus::parse(&c.status);
         let slot = if c.service_id.is_empty() {
-            node_health.entry(&c.node).or_insert(Health::Passing)
+            node_health.entry(&c.node).or_insert(CheckStatus::Passing)
         } else {
             service_health
                 .entry((&c.node, &c.service_id))
-                .or_insert(Health::Passing)
+                .or_insert(CheckStatus::Passing)
         };
         *slot = (*slot).max(h);
     }
@@ -88,7 +69,7 @@ pub fn build(
                 .into_iter()
                 .chain(on_node)
                 .max()
-                .unwrap_or(Health::Passing);
+                .unwrap_or(CheckStatus::Passing);
             match instance(&node, svc, health, &mut skipped) {
                 Ok((name, inst)) => catalog.services.entry(name).or_default().push(inst),
                 Err(s) => skipped.push(s),
@@ -107,7 +88,7 @@ pub fn build(
 fn instance(
     node: &CatalogNode,
     svc: AgentService,
-    health: Health,
+    health: CheckStatus,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(String, Instance), Skipped> {
     let AgentService {
@@ -274,9 +255,9 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("a", "10.0.0.1", Health::Passing),
-                ("b", "10.0.0.9", Health::Warning),
-                ("c", "10.0.0.7", Health::Critical)
+                ("a", "10.0.0.1", CheckStatus::Passing),
+                ("b", "10.0.0.9", CheckStatus::Warning),
+                ("c", "10.0.0.7", CheckStatus::Critical)
             ]
         );
     }

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::context::{build, ContextOptions, HealthFilter};
-use crate::model::{Catalog, Health, Instance};
+use crate::model::{Catalog, Instance};
+use swarmgate_consul::CheckStatus;
 use crate::settings::{DeploySettings, Settings};
 
 fn inst(id: &str, addr: &str, port: u16, tags: &[&str], meta: &[(&str, &str)]) -> Instance {
@@ -16,7 +17,7 @@ fn inst(id: &str, addr: &str, port: u16, tags: &[&str], meta: &[(&str, &str)]) -
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        health: Health::Passing,
+        health: CheckStatus::Passing,
     }
 }
 
@@ -59,7 +60,7 @@ fn sample() -> (Catalog, Settings, ContextOptions) {
                 "empty".to_string(),
                 vec![{
                     let mut i = inst("e", "10.0.0.6", 1, &[], &[]);
-                    i.health = Health::Critical;
+                    i.health = CheckStatus::Critical;
                     i
                 }],
             ),

@@ -8,7 +8,8 @@ use swarmgate_consul::{Client, QueryOptions};
 
 use crate::context::{self, color_of, ContextOptions};
 use crate::deploy::DeployError;
-use crate::model::{Catalog, Health, Instance};
+use crate::model::{Catalog, Instance};
+use swarmgate_consul::CheckStatus;
 use crate::report::{parse_status_key, unix_now, DaemonStatus};
 use crate::settings::{self, STATUS_DIR};
 use crate::weights::{effective_shares, Assigned};
@@ -43,7 +44,7 @@ pub struct InstanceReport {
     pub address: String,
     pub port: u16,
     pub color: Option<String>,
-    pub health: Health,
+    pub health: CheckStatus,
     /// Percent of the service's traffic.
     pub share: f64,
     pub backup: bool,
@@ -74,7 +75,7 @@ pub async fn gather(
                     port: e.service.port,
                     tags: e.service.tags.clone().unwrap_or_default(),
                     meta: e.service.meta.clone().unwrap_or_default(),
-                    health: Health::parse(e.aggregate_status()),
+                    health: e.status(),
                 })
                 .collect();
             Catalog {

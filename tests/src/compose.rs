@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use swarmgate_consul::{parse_address, Client, ConsulConfig, QueryOptions, ServiceEntry};
+use swarmgate_consul::{Client, ConsulConfig, QueryOptions, ServiceEntry};
 use testkit::{free_port, unique, workspace_root};
 
 use crate::images;
@@ -108,7 +108,7 @@ impl Drop for Project {
 
 /// A Consul client for `host:port`.
 pub fn consul_client(host: &str, port: u16) -> Client {
-    let address = parse_address(&format!("{host}:{port}"), false).expect("address");
+    let address = format!("http://{host}:{port}/").parse().expect("address");
     Client::new(&ConsulConfig::new(address)).expect("consul client")
 }
 
