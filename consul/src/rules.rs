@@ -78,6 +78,36 @@ pub fn text(value: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
+/// `name` as one KV key segment: `%` and `/` percent-encoded, so a name can never add a level
+/// to a key (names never start with a dot, so no segment is `.` or `..`).
+pub fn key_segment(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains(['%', '/']) {
+        name.replace('%', "%25").replace('/', "%2F").into()
+    } else {
+        name.into()
+    }
+}
+
+/// The name a [`key_segment`] was made from; `None` when `segment` is not one.
+pub fn parse_key_segment(segment: &str) -> Option<String> {
+    if segment.contains('/') {
+        return None;
+    }
+    let mut out = String::with_capacity(segment.len());
+    let mut rest = segment;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        match rest.get(at..at + 3) {
+            Some("%25") => out.push('%'),
+            Some("%2F") => out.push('/'),
+            _ => return None,
+        }
+        rest = &rest[at + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +141,17 @@ mod tests {
         for bad in ["..", ".", ":x", ".hidden"] {
             assert!(service_id(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn key_segments_round_trip_and_never_add_a_level() {
+        for name in ["web", "service1/v1", "a%2Fb", "x/y/z"] {
+            let seg = key_segment(name);
+            assert!(!seg.contains('/'), "{seg}");
+            assert_eq!(parse_key_segment(&seg).as_deref(), Some(name));
+        }
+        assert_eq!(parse_key_segment("a%zz"), None);
+        assert_eq!(parse_key_segment("a/b"), None);
     }
 
     #[test]
