@@ -4,6 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use swarmgate_consul::KvPair;
+use templater::keys::Keys;
 use templater::settings::{parse, parse_canary, Settings};
 
 fuzz_target!(|data: &[u8]| {
@@ -24,8 +25,10 @@ fuzz_target!(|data: &[u8]| {
             }
         })
         .collect();
-    let (settings, _errors) = parse(&pairs, "deploy", &colors, &Settings::new());
-    for s in settings.values() {
+    let keys = Keys::new("deploy").expect("prefix");
+    let (settings, _errors) = parse(&pairs, &keys, &colors, &Settings::new());
+    for (name, s) in &settings {
+        assert!(swarmgate_consul::rules::service_name(name).is_ok(), "{name:?}");
         assert!(s.canary <= 100);
         if let Some(active) = &s.active {
             assert!(colors.contains(active), "{active:?}");

@@ -7,10 +7,12 @@
 //! - [`http`]: a tiny HTTP endpoint serving `/metrics` and `/health`.
 //! - [`metrics`]: counters and gauges rendered in Prometheus text format.
 //! - [`memory`]: returning freed heap to the system after a burst.
+//! - [`child`]: child processes that die with the daemon.
 //! - [`deadline`]: `select!` arms for optional deadlines and intervals.
 //! - [`host`]: this host's name.
 //! - [`exit`]: the exit codes both binaries share.
 
+pub mod child;
 pub mod deadline;
 pub mod exit;
 pub mod host;

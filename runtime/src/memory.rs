@@ -1,6 +1,6 @@
 //! Giving freed memory back to the system. Both daemons allocate in bursts (a catalog snapshot, a
 //! container listing) and glibc keeps the freed heap resident; trimming after a burst keeps the
-//! resident size near what is really live. This is the workspace's only `unsafe` code.
+//! resident size near what is really live. Together with [`crate::child`], the workspace's only `unsafe` code.
 
 /// Returns free heap pages to the system (glibc `malloc_trim`); a no-op elsewhere.
 #[allow(unsafe_code)]

@@ -9,18 +9,20 @@ use clap::{Args, Parser, Subcommand};
 use swarmgate_consul::{ConsulArgs, ConsulConfig};
 use swarmgate_runtime::telemetry::LogFormat;
 
-use crate::context::{ContextOptions, HealthFilter};
 use crate::daemon::RunConfig;
-use crate::nginx::Nginx;
-use crate::render::TemplateSpec;
+use crate::keys::Keys;
+use crate::nginx::{Nginx, DEFAULT_CHECK_TIMEOUT};
+use crate::plan::{HealthFilter, PlanOptions};
+use crate::render::{Page, TemplateSpec};
 
 pub const EXIT_HELP: &str = "EXIT CODES:
-    0   success (run: stopped by SIGINT/SIGTERM)
+    0   success (run: stopped by SIGINT/SIGTERM; --help, --version; a closed stdout)
     1   Consul unreachable or another runtime error
-    2   bad arguments or input (the message names it)
+    2   a value the command was given is refused: service, colour, percent (the message names it)
     3   refused: no passing instance of the target colour, no previous colour, no active colour
     4   conflict: another deploy changed the settings meanwhile (check-and-set lost); run again
     5   --wait-live timed out before every templater acknowledged the change
+    64  bad flags or environment, clap's own errors included (the message names the input)
     130 a second signal cut the drain short";
 
 pub const DEFAULT_KV_PREFIX: &str = "deploy";
@@ -49,7 +51,7 @@ pub struct Common {
     /// The colours, as instance tags.
     #[arg(long, global = true, env = "TEMPLATER_COLORS", default_value = DEFAULT_COLORS, value_delimiter = ',')]
     pub colors: Vec<String>,
-    /// Which instances count as healthy.
+    /// Which instances `run` serves (and `status` counts); flip and rollback always need a passing one.
     #[arg(long, global = true, env = "TEMPLATER_HEALTH", value_enum, default_value_t = HealthFilter::Passing)]
     pub health: HealthFilter,
     /// Log format.
@@ -62,41 +64,53 @@ pub enum Command {
     /// Run the daemon: watch Consul, render, install, reload nginx.
     Run(RunArgs),
     /// Make COLOR (default: the other colour) active, canary 0.
-    Flip {
-        service: String,
-        color: Option<String>,
-        /// Flip even when COLOR has no passing instance.
-        #[arg(long)]
-        force: bool,
-        /// Return only once every running templater has installed the change (seconds).
-        #[arg(long = "wait-live", value_name = "SECONDS")]
-        wait_live: Option<u64>,
-    },
+    Flip(FlipArgs),
     /// Send PERCENT (0-100) of traffic to the colours other than the active one.
-    Canary {
-        service: String,
-        percent: String,
-        /// Return only once every running templater has installed the change (seconds).
-        #[arg(long = "wait-live", value_name = "SECONDS")]
-        wait_live: Option<u64>,
-    },
+    Canary(CanaryArgs),
     /// Go back to the previous colour, canary 0.
-    Rollback {
-        service: String,
-        /// Roll back even when the previous colour has no passing instance.
-        #[arg(long)]
-        force: bool,
-        /// Return only once every running templater has installed the change (seconds).
-        #[arg(long = "wait-live", value_name = "SECONDS")]
-        wait_live: Option<u64>,
-    },
-    /// Show colours, canaries, instances with health and traffic share, and templaters.
-    Status {
-        service: Option<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Rollback(RollbackArgs),
+    /// Show settings and instances as Consul says, and per edge the plan it has live (shares).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FlipArgs {
+    pub service: String,
+    pub color: Option<String>,
+    /// Flip even when COLOR has no passing instance.
+    #[arg(long)]
+    pub force: bool,
+    /// Return only once every running templater has the change live (seconds).
+    #[arg(long = "wait-live", value_name = "SECONDS")]
+    pub wait_live: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryArgs {
+    pub service: String,
+    pub percent: String,
+    /// Return only once every running templater has the change live (seconds).
+    #[arg(long = "wait-live", value_name = "SECONDS")]
+    pub wait_live: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    pub service: String,
+    /// Roll back even when the previous colour has no passing instance.
+    #[arg(long)]
+    pub force: bool,
+    /// Return only once every running templater has the change live (seconds).
+    #[arg(long = "wait-live", value_name = "SECONDS")]
+    pub wait_live: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    pub service: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -113,6 +127,17 @@ pub struct RunArgs {
     /// Command that validates the config; an empty string skips the check.
     #[arg(long = "nginx-check", env = "TEMPLATER_NGINX_CHECK", default_value = DEFAULT_NGINX_CHECK)]
     pub nginx_check: String,
+    /// Longest the check may run before it is killed and counted as failed.
+    #[arg(
+        long = "check-timeout",
+        env = "TEMPLATER_CHECK_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub check_timeout: String,
+    /// Serve instances registered at a host name (nginx resolves it when it loads the config);
+    /// by default only IP addresses are served.
+    #[arg(long = "allow-hostnames", env = "TEMPLATER_ALLOW_HOSTNAMES")]
+    pub allow_hostnames: bool,
     /// Quiescence MIN[:MAX]: an isolated change goes out at once, a burst at most once per MIN and no later than MAX.
     #[arg(long, env = "TEMPLATER_WAIT", default_value = crate::quiesce::DEFAULT_WAIT)]
     pub wait: String,
@@ -162,6 +187,10 @@ impl Common {
         self.consul.config(None).map_err(|e| e.to_string())
     }
 
+    pub fn keys(&self) -> Result<Keys, String> {
+        Keys::new(&self.kv_prefix)
+    }
+
     pub fn checked_colors(&self) -> Result<Vec<String>, String> {
         let colors: Vec<String> = self
             .colors
@@ -176,20 +205,9 @@ impl Common {
             ));
         }
         for c in &colors {
-            crate::model::check_service_name(c).map_err(|e| format!("--colors: colour {e}"))?;
+            swarmgate_consul::rules::plain_name(c).map_err(|e| format!("--colors: colour {e}"))?;
         }
         Ok(colors)
-    }
-
-    pub fn context_options(&self, run: Option<&RunArgs>) -> Result<ContextOptions, String> {
-        Ok(ContextOptions {
-            colors: self.checked_colors()?,
-            health: self.health,
-            backup_inactive: !run.is_some_and(|r| r.no_backup),
-            domain: run.map_or_else(|| "localhost".into(), |r| r.domain.clone()),
-            listen: run.map_or(80, |r| r.listen),
-            listen_tls: run.map_or(443, |r| r.listen_tls),
-        })
     }
 }
 
@@ -203,8 +221,7 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             .map(|t| TemplateSpec::parse(t))
             .collect::<Result<_, _>>()?
     };
-    let context = common.context_options(Some(r))?;
-    if !context
+    if !r
         .domain
         .split('.')
         .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
@@ -213,28 +230,43 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
     }
     let name = match &r.name {
         Some(n) => n.clone(),
-        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_else(|_| "templater".into()),
+        None => swarmgate_runtime::host::host_name().unwrap_or_else(|| "templater".into()),
     };
-    crate::model::check_service_name(&name).map_err(|e| format!("--name: {e}"))?;
+    swarmgate_consul::rules::plain_name(&name).map_err(|e| format!("--name: {e}"))?;
+    let colors = common.checked_colors()?;
+    let duration = |flag: &str, raw: &str| {
+        swarmgate_consul::duration::parse_or_seconds(raw).map_err(|e| format!("{flag}: {e}"))
+    };
     Ok(RunConfig {
         consul: common.consul_config()?,
-        kv_prefix: common.kv_prefix.trim_matches('/').to_string(),
+        keys: common.keys()?,
         templates,
         nginx: Nginx {
             check: Some(r.nginx_check.clone()).filter(|c| !c.trim().is_empty()),
+            check_timeout: duration("--check-timeout", &r.check_timeout)?
+                .max(Duration::from_millis(100))
+                .min(DEFAULT_CHECK_TIMEOUT * 10),
             pid_file: r.nginx_pid.clone(),
         },
         wait: crate::quiesce::parse_wait(&r.wait).map_err(|e| format!("--wait: {e}"))?,
-        watch_wait: crate::quiesce::parse_duration(&r.watch_wait)
-            .map_err(|e| format!("--watch-wait: {e}"))?
-            .max(Duration::from_millis(100)),
-        context,
+        watch_wait: duration("--watch-wait", &r.watch_wait)?.max(Duration::from_millis(100)),
+        page: Page {
+            colors: colors.clone(),
+            domain: r.domain.clone(),
+            listen: r.listen,
+            listen_tls: r.listen_tls,
+        },
+        plan: PlanOptions {
+            colors,
+            health: common.health,
+            backup_inactive: !r.no_backup,
+            domain: r.domain.clone(),
+            allow_hostnames: r.allow_hostnames,
+        },
         once: r.once,
         dry_run: r.dry_run,
         metrics_addr: r.metrics_addr,
         name,
-        hold: crate::quiesce::parse_duration(&r.hold).map_err(|e| format!("--hold: {e}"))?,
+        hold: duration("--hold", &r.hold)?,
     })
 }

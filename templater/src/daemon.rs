@@ -1,32 +1,34 @@
-//! `templater run`: the render loop. It owns the renderer and the install state; the Consul
-//! watchers publish the latest catalog and settings, SIGHUP and template edits ask for a
-//! reload, and quiescence decides when a pass runs. A pass renders, installs, reloads nginx
-//! once, then acknowledges the deploy settings it made live and updates its status record.
+//! `templater run`: the render loop. It owns the data plane and what is live; the Consul
+//! watchers publish the latest catalog view and settings, SIGHUP and template edits ask for a
+//! re-render, and quiescence decides when a pass runs. A pass builds the plan, makes it live
+//! through the data plane, then publishes what is live. A failed pass is retried with backoff
+//! without waiting for Consul to change.
 
-use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use swarmgate_consul::{Client, ConsulConfig};
+use swarmgate_runtime::deadline::{sleep_until, tick};
 use tokio::sync::{mpsc, watch as latest};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::context::{self, ContextOptions, ContextWarning};
 use crate::guard::Guard;
+use crate::install;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::model::Catalog;
-use crate::nginx::{self, InstallError, Nginx};
+use crate::nginx::Nginx;
+use crate::plan::{self, Disk, Plan, PlanOptions};
+use crate::publish::Publisher;
 use crate::quiesce::Quiesce;
-use crate::render::{Renderer, TemplateSpec};
-use crate::report::{ack_key, daemon_dir, status_key, unix_now, Ack, DaemonStatus};
+use crate::reload_plane::{ApplyError, ReloadPlane};
+use crate::render::{Page, Renderer, TemplateSpec};
+use crate::rerender::Rerender;
 use crate::settings::Settings;
-use crate::watch::{watch_settings, CatalogWatcher};
+use crate::watch::{watch_settings, CatalogWatcher, View};
 
 /// How long a template edit must settle before it is read.
 const EDIT_SETTLE: Duration = Duration::from_millis(100);
@@ -35,17 +37,18 @@ const EDIT_SETTLE: Duration = Duration::from_millis(100);
 #[derive(Clone, Debug)]
 pub struct RunConfig {
     pub consul: ConsulConfig,
-    pub kv_prefix: String,
+    pub keys: Keys,
     pub templates: Vec<TemplateSpec>,
     pub nginx: Nginx,
     pub wait: (Duration, Duration),
     /// Longest blocking-query wait.
     pub watch_wait: Duration,
-    pub context: ContextOptions,
+    pub plan: PlanOptions,
+    pub page: Page,
     pub once: bool,
     pub dry_run: bool,
     pub metrics_addr: Option<SocketAddr>,
-    /// This templater's name in KV (acknowledgements, status).
+    /// This templater's name in KV (records, acknowledgements).
     pub name: String,
     pub hold: Duration,
 }
@@ -66,13 +69,13 @@ pub enum RunError {
 /// Runs until cancelled (or after one pass with `--once`).
 pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunError> {
     let client = Client::new(&cfg.consul)?;
-    let dests: Vec<PathBuf> = cfg.templates.iter().map(|t| t.dest.clone()).collect();
+    let renderer = Renderer::load(&cfg.templates).map_err(RunError::Template)?;
+    let plane = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
     if !cfg.dry_run {
-        for restored in nginx::recover(&dests) {
+        for restored in install::recover(&plane.destinations()) {
             tracing::warn!(file = %restored.display(), "rolled back an install interrupted by a crash");
         }
     }
-    let renderer = Renderer::load(&cfg.templates).map_err(RunError::Template)?;
     let metrics = Arc::new(Metrics::default());
     if let Some(addr) = cfg.metrics_addr {
         swarmgate_runtime::http::serve(addr, metrics.clone(), token.clone())
@@ -81,7 +84,7 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
     }
     let (catalog_tx, catalog_rx) = latest::channel(None);
     let (settings_tx, settings_rx) = latest::channel(None);
-    let (reload_tx, reload_rx) = mpsc::channel(8);
+    let (rerender_tx, rerender_rx) = mpsc::channel(8);
     let tracker = TaskTracker::new();
     let watcher = CatalogWatcher {
         client: client.clone(),
@@ -98,8 +101,8 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
     tracker.spawn(
         watch_settings(
             client.clone(),
-            cfg.kv_prefix.clone(),
-            cfg.context.colors.clone(),
+            cfg.keys.clone(),
+            cfg.plan.colors.clone(),
             cfg.watch_wait,
             settings_tx,
             metrics.clone(),
@@ -108,53 +111,59 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
         .instrument(tracing::info_span!("settings")),
     );
     let _file_watcher =
-        crate::reload::spawn(&cfg.templates, reload_tx.clone(), token.child_token());
+        crate::rerender::spawn(&cfg.templates, rerender_tx.clone(), token.child_token());
+    let publisher = Publisher::new(client, &cfg, "reload");
+    if !cfg.dry_run {
+        publisher.forget_legacy().await;
+    }
     let mut daemon = Daemon {
-        client,
         metrics,
-        renderer,
+        plane,
         quiesce: Quiesce::new(cfg.wait.0, cfg.wait.1),
-        acked: HashMap::new(),
-        warned: HashSet::new(),
-        status: DaemonStatus {
-            name: cfg.name.clone(),
-            ..DaemonStatus::default()
-        },
-        written: None,
+        live: Plan::default(),
+        publisher,
+        backoff: Box::new(swarmgate_runtime::retry::default_backoff()),
+        retry_at: None,
         cfg,
     };
     let result = daemon
-        .run(catalog_rx, settings_rx, reload_rx, token.clone())
+        .run(catalog_rx, settings_rx, rerender_rx, token.clone())
         .await;
     token.cancel();
     tracker.close();
     tracker.wait().await;
-    daemon.leave().await;
+    if !daemon.cfg.dry_run {
+        daemon.publisher.leave().await;
+    }
     result
 }
 
 struct Daemon {
-    client: Client,
     cfg: RunConfig,
     metrics: Arc<Metrics>,
-    renderer: Renderer,
+    plane: ReloadPlane,
     quiesce: Quiesce,
-    /// Settings index each service was last acknowledged at.
-    acked: HashMap<String, u64>,
-    warned: HashSet<ContextWarning>,
-    status: DaemonStatus,
-    written: Option<DaemonStatus>,
+    /// The plan live now (what nginx took).
+    live: Plan,
+    publisher: Publisher,
+    backoff: Box<dyn Iterator<Item = Duration> + Send>,
+    /// When a failed pass (or an unwritten record) is tried again.
+    retry_at: Option<Instant>,
 }
 
 impl Daemon {
     async fn run(
         &mut self,
-        mut catalog: latest::Receiver<Option<Arc<Catalog>>>,
+        mut catalog: latest::Receiver<Option<View>>,
         mut settings: latest::Receiver<Option<Arc<Settings>>>,
-        mut reloads: mpsc::Receiver<crate::reload::Reload>,
+        mut rerenders: mpsc::Receiver<Rerender>,
         token: CancellationToken,
     ) -> Result<(), RunError> {
         let mut reload_at: Option<Instant> = None;
+        let mut heartbeat = tokio::time::interval_at(
+            Instant::now() + crate::records::HEARTBEAT,
+            crate::records::HEARTBEAT,
+        );
         loop {
             let ready = catalog.borrow().is_some() && settings.borrow().is_some();
             let render_at = self.quiesce.deadline().filter(|_| ready);
@@ -162,8 +171,8 @@ impl Daemon {
                 _ = token.cancelled() => return Ok(()),
                 r = catalog.changed() => { if r.is_err() { return Ok(()) } self.quiesce.changed(Instant::now()) }
                 r = settings.changed() => { if r.is_err() { return Ok(()) } self.quiesce.changed(Instant::now()) }
-                Some(why) = reloads.recv() => {
-                    let settle = if why == crate::reload::Reload::Signal { Duration::ZERO } else { EDIT_SETTLE };
+                Some(why) = rerenders.recv() => {
+                    let settle = if why == Rerender::Signal { Duration::ZERO } else { EDIT_SETTLE };
                     reload_at = Some(Instant::now() + settle);
                 }
                 _ = sleep_until(reload_at) => {
@@ -171,10 +180,15 @@ impl Daemon {
                     self.reload_templates();
                     self.quiesce.changed(Instant::now());
                 }
+                _ = sleep_until(self.retry_at) => {
+                    self.retry_at = None;
+                    self.quiesce.changed(Instant::now());
+                }
+                _ = tick(Some(&mut heartbeat)), if !self.cfg.dry_run => self.publisher.heartbeat().await,
                 _ = sleep_until(render_at) => {
-                    let c = catalog.borrow().clone().expect("ready");
+                    let view = catalog.borrow().clone().expect("ready");
                     let s = settings.borrow().clone().expect("ready");
-                    let result = self.pass(&c, &s).await;
+                    let result = self.pass(&view, &s).await;
                     self.quiesce.rendered(Instant::now());
                     if self.cfg.once {
                         return result.map_err(RunError::PassFailed);
@@ -188,177 +202,91 @@ impl Daemon {
         match Renderer::load(&self.cfg.templates) {
             Ok(r) => {
                 tracing::info!("templates reloaded");
-                self.renderer = r;
+                self.plane.renderer = r;
             }
             Err(e) => {
                 self.metrics.render_errors.inc();
                 tracing::error!(error = %e, "template does not compile; keeping the last good templates");
-                self.status.last_error = Some(e);
-                self.status.last_error_unix = Some(unix_now());
+                self.publisher.failed(&e);
             }
         }
     }
 
-    async fn pass(&mut self, catalog: &Catalog, settings: &Settings) -> Result<(), String> {
+    async fn pass(&mut self, view: &View, settings: &Settings) -> Result<(), String> {
         self.metrics.renders.inc();
         let started = std::time::Instant::now();
-        // The context borrows the catalog; it is dropped before installing.
-        let (rendered, services) = {
-            let (ctx, warnings) = context::build(catalog, settings, &self.cfg.context);
-            for w in warnings
-                .into_iter()
-                .filter(|w| self.warned.insert(w.clone()))
-            {
-                tracing::warn!(warning = %w.0, "public settings ignored");
-            }
-            (self.renderer.render(&ctx), ctx.services.len())
-        };
-        let result = match rendered {
-            Err(e) => {
-                self.metrics.render_errors.inc();
-                Err(e)
-            }
-            Ok(files) if self.cfg.dry_run => {
-                for (dest, bytes) in files {
-                    println!(
-                        "# ---- {} ----\n{}",
-                        dest.display(),
-                        String::from_utf8_lossy(&bytes)
-                    );
+        let new = plan::build(
+            &view.catalog,
+            settings,
+            &self.cfg.plan,
+            Some(&self.live),
+            &Disk,
+        );
+        let result = self.plane.apply(new, &self.live).await;
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pass");
+        let outcome = match result {
+            Ok(applied) => {
+                if !applied.changed_files.is_empty() {
+                    self.metrics.installs.inc();
+                    self.metrics
+                        .last_install_unix
+                        .set(crate::records::unix_now() as i64);
+                    let files: Vec<_> = applied
+                        .changed_files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect();
+                    tracing::info!(files = ?files, reloaded = applied.reloaded, "installed");
                 }
-                Ok(())
+                if applied.reloaded {
+                    self.metrics.reloads.inc();
+                }
+                self.live = applied.plan;
+                Ok(!applied.changed_files.is_empty())
             }
-            Ok(files) => {
-                let rendered_us = started.elapsed().as_micros() as u64;
-                let r = self.install(&files).await;
-                tracing::debug!(
-                    rendered_us,
-                    installed_us = started.elapsed().as_micros() as u64,
-                    "pass"
-                );
-                r
+            Err(e) => {
+                match &e {
+                    ApplyError::Render(_) => self.metrics.render_errors.inc(),
+                    ApplyError::Check(_) => self.metrics.check_failures.inc(),
+                    _ => {}
+                }
+                Err(e.to_string())
             }
         };
         self.metrics
             .last_pass_failed
-            .set(i64::from(result.is_err()));
-        match &result {
-            Ok(()) => {}
+            .set(i64::from(outcome.is_err()));
+        self.metrics.not_served.set(
+            self.live
+                .services
+                .values()
+                .filter(|s| !s.served() || s.held.is_some())
+                .count() as i64,
+        );
+        let published = if self.cfg.dry_run {
+            true
+        } else {
+            self.publisher
+                .publish(&self.live, &outcome, view.held)
+                .await
+        };
+        match &outcome {
+            Ok(_) if published => {
+                self.backoff = Box::new(swarmgate_runtime::retry::default_backoff());
+            }
+            Ok(_) => self.retry_later("writing records to consul failed"),
             Err(e) => {
                 tracing::error!(error = %e, "render pass failed; the last good config stays live");
-                self.status.last_error = Some(e.clone());
-                self.status.last_error_unix = Some(unix_now());
+                self.retry_later("the pass failed");
             }
-        }
-        if !self.cfg.dry_run {
-            self.status.services = services;
-            self.status.held = self.metrics.held.get() == 1;
-            if result.is_ok() {
-                self.acknowledge(settings).await;
-            }
-            self.write_status().await;
         }
         swarmgate_runtime::memory::release_free_memory();
-        result
+        outcome.map(drop)
     }
 
-    async fn install(&mut self, files: &[(PathBuf, Vec<u8>)]) -> Result<(), String> {
-        match self.cfg.nginx.install(files).await {
-            Ok(done) => {
-                if !done.changed.is_empty() {
-                    self.metrics.installs.inc();
-                    let now = unix_now();
-                    self.metrics.last_install_unix.set(now as i64);
-                    self.status.last_install_unix = Some(now);
-                    let changed: Vec<_> = done
-                        .changed
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    tracing::info!(files = ?changed, reloaded = done.reloaded, "installed");
-                }
-                if done.reloaded {
-                    self.metrics.reloads.inc();
-                }
-                Ok(())
-            }
-            Err(e) => {
-                if matches!(e, InstallError::CheckFailed { .. }) {
-                    self.metrics.check_failures.inc();
-                }
-                Err(e.to_string())
-            }
-        }
-    }
-
-    /// Writes an acknowledgement for each service whose settings changed since the last one.
-    async fn acknowledge(&mut self, settings: &Settings) {
-        let due: Vec<_> = settings
-            .iter()
-            .filter(|(svc, s)| self.acked.get(*svc) != Some(&s.index))
-            .collect();
-        let (prefix, name, client) = (&self.cfg.kv_prefix, &self.cfg.name, &self.client);
-        let done: Vec<_> = futures_util::stream::iter(due)
-            .map(|(svc, s)| async move {
-                let ack = Ack {
-                    index: s.index,
-                    active: s.active.clone(),
-                    canary: s.canary,
-                    at_unix: unix_now(),
-                };
-                let body = serde_json::to_vec(&ack).expect("ack serialises");
-                client
-                    .kv_put(&ack_key(prefix, name, svc), &body)
-                    .await
-                    .map(|()| (svc.clone(), s.index))
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        for r in done {
-            match r {
-                Ok((svc, index)) => {
-                    self.acked.insert(svc, index);
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "writing an install acknowledgement failed; will retry next pass")
-                }
-            }
-        }
-    }
-
-    async fn write_status(&mut self) {
-        if self.written.as_ref() == Some(&self.status) {
-            return;
-        }
-        let body = serde_json::to_vec(&self.status).expect("status serialises");
-        match self
-            .client
-            .kv_put(&status_key(&self.cfg.kv_prefix, &self.cfg.name), &body)
-            .await
-        {
-            Ok(()) => self.written = Some(self.status.clone()),
-            Err(e) => tracing::warn!(error = %e, "writing the status record failed"),
-        }
-    }
-
-    /// On a clean exit, withdraw this daemon's acknowledgements so deploys do not wait on it.
-    async fn leave(&self) {
-        if self.cfg.dry_run {
-            return;
-        }
-        let tree = format!(
-            "{}installed/",
-            daemon_dir(&self.cfg.kv_prefix, &self.cfg.name)
-        );
-        let _ =
-            tokio::time::timeout(Duration::from_secs(2), self.client.kv_delete_tree(&tree)).await;
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+    fn retry_later(&mut self, why: &str) {
+        let delay = self.backoff.next().unwrap_or(Duration::from_secs(10));
+        tracing::info!(delay_ms = delay.as_millis() as u64, "{why}; retrying");
+        self.retry_at = Some(Instant::now() + delay);
     }
 }

@@ -10,10 +10,10 @@ use swarmgate_consul::watch::watch;
 use swarmgate_consul::{Client, KvOp, QueryOptions};
 use tokio_util::sync::CancellationToken;
 
-use crate::context::color_of;
-use crate::model::check_service_name;
-use crate::report::{parse_ack_key, Ack};
-use crate::settings::{key, parse_canary, parse_color, STATUS_DIR};
+use crate::keys::{Field, Keys};
+use crate::plan::color_of;
+use crate::records::{unix_now, EdgeStatus, Installed};
+use crate::settings::{parse_canary, parse_color};
 
 /// A deploy command's failure, with the exit code a CI step sees.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +59,7 @@ impl DeployError {
 #[derive(Clone, Debug)]
 pub struct Deploy {
     pub client: Client,
-    pub prefix: String,
+    pub keys: Keys,
     pub colors: Vec<String>,
 }
 
@@ -70,10 +70,10 @@ struct Current {
 }
 
 impl Deploy {
-    async fn read(&self, service: &str, field: &str) -> Result<Current, DeployError> {
+    async fn read(&self, service: &str, field: Field) -> Result<Current, DeployError> {
         let pair = self
             .client
-            .kv_get(&key(&self.prefix, service, field))
+            .kv_get(&self.keys.setting(service, field))
             .await?;
         Ok(Current {
             value: pair
@@ -84,7 +84,8 @@ impl Deploy {
     }
 
     fn check_service(service: &str) -> Result<(), DeployError> {
-        check_service_name(service).map_err(|e| DeployError::Invalid(format!("service {e}")))
+        swarmgate_consul::rules::service_name(service)
+            .map_err(|e| DeployError::Invalid(format!("service {service:?}: {e}")))
     }
 
     /// Passing instances of `service` with colour `color`.
@@ -126,7 +127,7 @@ impl Deploy {
         force: bool,
     ) -> Result<(u64, String), DeployError> {
         Self::check_service(service)?;
-        let active = self.read(service, "active").await?;
+        let active = self.read(service, Field::Active).await?;
         let current = active
             .value
             .as_deref()
@@ -139,7 +140,7 @@ impl Deploy {
         self.commit(service, &target, current.as_deref(), active.index)
             .await?;
         let was = current.map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
-        let index = self.read(service, "active").await?.index;
+        let index = self.read(service, Field::Active).await?.index;
         Ok((
             index,
             format!("{service}: {target} is active ({was}); canary 0"),
@@ -149,8 +150,8 @@ impl Deploy {
     /// Back to the previous colour, canary 0.
     pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
         Self::check_service(service)?;
-        let active = self.read(service, "active").await?;
-        let previous = self.read(service, "previous").await?;
+        let active = self.read(service, Field::Active).await?;
+        let previous = self.read(service, Field::Previous).await?;
         let target = previous
             .value
             .as_deref()
@@ -165,7 +166,7 @@ impl Deploy {
             .and_then(|v| parse_color(v, &self.colors).ok());
         self.commit(service, &target, current.as_deref(), active.index)
             .await?;
-        let index = self.read(service, "active").await?.index;
+        let index = self.read(service, Field::Active).await?.index;
         Ok((
             index,
             format!("{service}: rolled back to {target}; canary 0"),
@@ -177,20 +178,20 @@ impl Deploy {
         Self::check_service(service)?;
         let percent =
             parse_canary(percent).map_err(|e| DeployError::Invalid(format!("canary {e}")))?;
-        let active = self.read(service, "active").await?;
+        let active = self.read(service, Field::Active).await?;
         let Some(active_color) = active.value else {
             return Err(DeployError::Refused(format!(
                 "{service} has no active colour; run `templater flip {service} COLOR` first"
             )));
         };
-        let canary = self.read(service, "canary").await?;
+        let canary = self.read(service, Field::Canary).await?;
         let op = KvOp::Cas {
-            key: key(&self.prefix, service, "canary"),
+            key: self.keys.setting(service, Field::Canary),
             value: percent.to_string().into_bytes(),
             index: canary.index,
         };
         let guard = KvOp::Cas {
-            key: key(&self.prefix, service, "active"),
+            key: self.keys.setting(service, Field::Active),
             value: active_color.clone().into_bytes(),
             index: active.index,
         };
@@ -199,7 +200,7 @@ impl Deploy {
                 "{service}'s settings changed while this command ran; run it again"
             )));
         }
-        let index = self.read(service, "canary").await?.index;
+        let index = self.read(service, Field::Canary).await?.index;
         Ok((
             index,
             format!("{service}: {percent}% to the colours other than {active_color}"),
@@ -235,18 +236,18 @@ impl Deploy {
     ) -> Result<(), DeployError> {
         let mut ops = vec![
             KvOp::Cas {
-                key: key(&self.prefix, service, "active"),
+                key: self.keys.setting(service, Field::Active),
                 value: target.as_bytes().to_vec(),
                 index,
             },
             KvOp::Set {
-                key: key(&self.prefix, service, "canary"),
+                key: self.keys.setting(service, Field::Canary),
                 value: b"0".to_vec(),
             },
         ];
         if let Some(prev) = current.filter(|c| *c != target) {
             ops.push(KvOp::Set {
-                key: key(&self.prefix, service, "previous"),
+                key: self.keys.setting(service, Field::Previous),
                 value: prev.as_bytes().to_vec(),
             });
         }
@@ -259,17 +260,25 @@ impl Deploy {
         }
     }
 
-    /// Waits until every templater that acknowledges `service` has acknowledged `index` or later.
+    /// Waits until every running edge has `service` live at settings `index` or later, as its
+    /// installed record says (written only once nginx has taken the change).
     pub async fn wait_live(
         &self,
         service: &str,
         index: u64,
         timeout: Duration,
     ) -> Result<String, DeployError> {
-        let dir = format!("{}/{STATUS_DIR}/", self.prefix.trim_end_matches('/'));
+        let edges = self.running_edges().await?;
+        if edges.is_empty() {
+            return Err(DeployError::NotLive(
+                timeout,
+                "no templater is running with this --kv-prefix (no fresh status record)".into(),
+            ));
+        }
+        let dir = self.keys.installed_dir(service);
         let token = CancellationToken::new();
-        let live = RefCell::new(None);
-        let last = RefCell::new("no templater has acknowledged this service (is one running with the same --kv-prefix?)".to_string());
+        let verdict: RefCell<Option<Result<String, String>>> = RefCell::new(None);
+        let last = RefCell::new(format!("waiting for {}", edges.join(", ")));
         let watching = watch(
             Duration::from_secs(30),
             |opts| {
@@ -277,34 +286,79 @@ impl Deploy {
                 async move { client.kv_list(&dir, &opts, true).await }
             },
             |pairs: Vec<swarmgate_consul::KvPair>, _| {
-                let acks: Vec<(String, u64)> = pairs
+                let records: Vec<Installed> = pairs
                     .iter()
-                    .filter_map(|p| {
-                        let (name, svc) = parse_ack_key(&self.prefix, &p.key)?;
-                        let ack: Ack = serde_json::from_slice(&p.value).ok()?;
-                        (svc == service).then(|| (name.to_string(), ack.index))
-                    })
+                    .filter(|p| self.keys.parse_installed(&p.key).is_some())
+                    .filter_map(|p| serde_json::from_slice(&p.value).ok())
                     .collect();
-                let behind: Vec<&str> = acks
-                    .iter()
-                    .filter(|(_, i)| *i < index)
-                    .map(|(n, _)| n.as_str())
-                    .collect();
-                if !acks.is_empty() && behind.is_empty() {
-                    let names: Vec<&str> = acks.iter().map(|(n, _)| n.as_str()).collect();
-                    *live.borrow_mut() = Some(format!("live on {}", names.join(", ")));
-                    token.cancel();
-                } else if !behind.is_empty() {
-                    *last.borrow_mut() = format!("waiting for {}", behind.join(", "));
+                match judge(&edges, &records, index) {
+                    Judged::Live(names) => {
+                        *verdict.borrow_mut() = Some(Ok(format!("live on {}", names.join(", "))));
+                        token.cancel();
+                    }
+                    Judged::Never(why) => {
+                        *verdict.borrow_mut() = Some(Err(why));
+                        token.cancel();
+                    }
+                    Judged::Waiting(why) => *last.borrow_mut() = why,
                 }
             },
             |e| *last.borrow_mut() = format!("consul: {e}"),
             token.clone(),
         );
-        let timed_out = tokio::time::timeout(timeout, watching).await.is_err();
-        match live.into_inner() {
-            Some(message) if !timed_out || token.is_cancelled() => Ok(message),
-            _ => Err(DeployError::NotLive(timeout, last.into_inner())),
+        let _ = tokio::time::timeout(timeout, watching).await;
+        match verdict.into_inner() {
+            Some(Ok(message)) => Ok(message),
+            Some(Err(why)) => Err(DeployError::NotLive(timeout, why)),
+            None => Err(DeployError::NotLive(timeout, last.into_inner())),
         }
+    }
+
+    /// The edges whose status record has a recent heartbeat.
+    async fn running_edges(&self) -> Result<Vec<String>, DeployError> {
+        let (pairs, _) = self
+            .client
+            .kv_list(&self.keys.status_dir(), &QueryOptions::default(), true)
+            .await?;
+        let now = unix_now();
+        Ok(pairs
+            .iter()
+            .filter(|p| self.keys.parse_status(&p.key).is_some())
+            .filter_map(|p| serde_json::from_slice::<EdgeStatus>(&p.value).ok())
+            .filter(|s| s.is_fresh(now))
+            .map(|s| s.name)
+            .collect())
+    }
+}
+
+/// Where a deploy stands on the edges that must take it.
+#[derive(Debug, PartialEq, Eq)]
+enum Judged {
+    Live(Vec<String>),
+    Waiting(String),
+    /// An edge will not serve the service at all.
+    Never(String),
+}
+
+fn judge(edges: &[String], records: &[Installed], index: u64) -> Judged {
+    let mut behind = Vec::new();
+    for edge in edges {
+        match records.iter().find(|r| &r.edge == edge) {
+            None => behind.push(format!("{edge} (no record for this service yet)")),
+            Some(r) if r.plan.excluded.is_some() => {
+                let why = r.plan.excluded.clone().unwrap_or_default();
+                return Judged::Never(format!("{edge} does not serve this service: {why}"));
+            }
+            Some(r) if r.settings_index < index => behind.push(match &r.plan.held {
+                Some(why) => format!("{edge} (holding its last good config: {why})"),
+                None => format!("{edge} (at settings index {})", r.settings_index),
+            }),
+            Some(_) => {}
+        }
+    }
+    if behind.is_empty() {
+        Judged::Live(edges.to_vec())
+    } else {
+        Judged::Waiting(format!("waiting for {}", behind.join(", ")))
     }
 }

@@ -88,7 +88,8 @@ fn keys(c: &Catalog) -> HashSet<(&str, &str, &str)> {
     c.services
         .iter()
         .flat_map(|(name, list)| {
-            list.iter()
+            list.instances
+                .iter()
                 .map(move |i| (name.as_str(), i.node.as_str(), i.id.as_str()))
         })
         .collect()
@@ -101,10 +102,13 @@ fn missing(last: &Catalog, new: &Catalog) -> usize {
 
 /// A service went from some instances to none, or half the instances are gone.
 fn lost_a_lot(last: &Catalog, new: &Catalog) -> bool {
-    let emptied = last
-        .services
-        .iter()
-        .any(|(name, list)| !list.is_empty() && new.services.get(name).is_none_or(Vec::is_empty));
+    let emptied = last.services.iter().any(|(name, list)| {
+        !list.instances.is_empty()
+            && new
+                .services
+                .get(name)
+                .is_none_or(|s| s.instances.is_empty())
+    });
     let gone = missing(last, new);
     emptied || (gone > 0 && gone * 2 >= last.instance_count())
 }
@@ -131,9 +135,16 @@ mod tests {
                             health: CheckStatus::Passing,
                         })
                         .collect();
-                    (name.to_string(), list)
+                    (
+                        name.to_string(),
+                        crate::model::ServiceView {
+                            instances: list,
+                            invalid: vec![],
+                        },
+                    )
                 })
                 .collect(),
+            unnamed: vec![],
         }
     }
 

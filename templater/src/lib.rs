@@ -2,35 +2,47 @@
 //! canary weights from Consul KV; and the deploy CLI that moves traffic between colours.
 //!
 //! # Layout
-//! - [`model`]: the catalog view (services, instances, health), validated for nginx.
+//! - [`model`]: the catalog view (services, instances, health), validated on one path.
+//! - [`keys`]: every KV key the templater reads or writes.
 //! - [`settings`]: deploy settings in KV (active colour, canary, previous).
 //! - [`weights`]: exact traffic shares as integer nginx weights.
-//! - [`context`]: what templates see.
-//! - [`render`]: minijinja with nginx-safe printing.
+//! - [`plan`]: the one decision of what serves: per service, servers, weights, shares, vhost.
+//! - [`render`]: minijinja with nginx-safe printing; templates print the plan.
+//! - [`install`]: installing rendered files all or none, and crash recovery.
+//! - [`nginx`]: `nginx -t` and reloads nginx has taken.
+//! - [`isolate`]: finding the services whose new config nginx refuses.
+//! - [`reload_plane`]: the reload data plane (render, install, check, SIGHUP).
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
-//! - [`nginx`]: safe installs (journal, atomic rename, check, restore) and reloads.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).
 //! - [`watch`]: Consul watches (catalog view, deploy settings) with constant connections.
-//! - [`reload`]: SIGHUP and template-file edits.
-//! - [`report`]: status record and install acknowledgements in KV.
+//! - [`rerender`]: SIGHUP and template-file edits.
+//! - [`records`]: what an edge publishes (status, installed plans) and reading it back.
+//! - [`publish`]: writing this edge's records when they change.
 //! - [`daemon`]: `templater run`, the render loop.
 //! - [`deploy`]: `flip`, `canary`, `rollback` and `--wait-live`.
 //! - [`status`]: `templater status`.
 //! - [`config`]: flags, environment and the checked configuration.
+//! - [`cli`]: the command handlers and exit codes.
 //! - [`metrics`]: `/metrics` and `/health`.
 
+pub mod cli;
 pub mod config;
-pub mod context;
 pub mod daemon;
 pub mod deploy;
 pub mod guard;
+pub mod install;
+pub mod isolate;
+pub mod keys;
 pub mod metrics;
 pub mod model;
 pub mod nginx;
+pub mod plan;
+pub mod publish;
 pub mod quiesce;
-pub mod reload;
+pub mod records;
+pub mod reload_plane;
 pub mod render;
-pub mod report;
+pub mod rerender;
 pub mod settings;
 pub mod status;
 pub mod watch;

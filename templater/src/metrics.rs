@@ -19,6 +19,8 @@ pub struct Metrics {
     /// 1 when the last pass failed (render or check).
     pub last_pass_failed: Gauge,
     pub last_install_unix: Gauge,
+    /// Services not served as Consul says (excluded, or held at an older plan).
+    pub not_served: Gauge,
 }
 
 impl Status for Metrics {
@@ -79,6 +81,11 @@ impl Status for Metrics {
                 "templater_last_install_timestamp_seconds",
                 "When files were last installed.",
                 &self.last_install_unix,
+            )
+            .gauge(
+                "templater_services_not_served",
+                "Services excluded or held at an older plan (see `templater status`).",
+                &self.not_served,
             )
             .process()
             .finish()

@@ -1,11 +1,14 @@
-//! The catalog view: every service with its instances (address, port, tags, meta, health), built
-//! from per-node service lists and the check states, with anything unsafe for nginx left out.
+//! The catalog view: every service with its instances (address, port, tags, meta, health),
+//! built from Consul's answers through one validating path — the daemon's snapshot and
+//! `templater status` both come through here, so what one sees the other sees. An instance
+//! that cannot be used is kept aside with the reason (the plan reports it); a tag or meta entry
+//! that cannot be used is dropped alone.
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use swarmgate_consul::catalog::{CatalogNode, CheckState};
-use swarmgate_consul::{AgentService, CheckStatus};
+use swarmgate_consul::{rules, AgentService, CheckStatus, ServiceEntry};
 
 /// One instance of a service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -19,21 +22,38 @@ pub struct Instance {
     pub health: CheckStatus,
 }
 
-/// Every service and its instances (sorted by node, then id).
+/// An instance Consul holds that cannot be used, and why.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Invalid {
+    pub id: String,
+    pub node: String,
+    pub reason: String,
+}
+
+/// One service: its usable instances (sorted by node, then id) and the ones left aside.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceView {
+    pub instances: Vec<Instance>,
+    pub invalid: Vec<Invalid>,
+}
+
+/// Every service Consul holds, by name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Catalog {
-    pub services: BTreeMap<String, Vec<Instance>>,
+    pub services: BTreeMap<String, ServiceView>,
+    /// Registrations whose service name itself is unusable (no service to put them under).
+    pub unnamed: Vec<Invalid>,
 }
 
 impl Catalog {
     pub fn instance_count(&self) -> usize {
-        self.services.values().map(Vec::len).sum()
+        self.services.values().map(|s| s.instances.len()).sum()
     }
 }
 
-/// Something left out of the view, said once per distinct problem.
+/// Something dropped from an instance that is otherwise used (a tag, a meta entry).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Skipped {
+pub struct Dropped {
     pub what: String,
     pub why: String,
 }
@@ -43,11 +63,10 @@ pub struct Skipped {
 pub fn build(
     nodes: Vec<(CatalogNode, BTreeMap<String, AgentService>)>,
     checks: &[CheckState],
-) -> (Catalog, Vec<Skipped>) {
+) -> (Catalog, Vec<Dropped>) {
     let mut node_health: HashMap<&str, CheckStatus> = HashMap::new();
     let mut service_health: HashMap<(&str, &str), CheckStatus> = HashMap::new();
     for c in checks {
-        let h = CheckStatus::parse(&c.status);
         let slot = if c.service_id.is_empty() {
             node_health.entry(&c.node).or_insert(CheckStatus::Passing)
         } else {
@@ -55,42 +74,84 @@ pub fn build(
                 .entry((&c.node, &c.service_id))
                 .or_insert(CheckStatus::Passing)
         };
-        *slot = (*slot).max(h);
+        *slot = (*slot).max(CheckStatus::parse(&c.status));
     }
-    let mut catalog = Catalog::default();
-    let mut skipped = Vec::new();
+    let mut builder = Builder::default();
     for (node, services) in nodes {
         let on_node = node_health.get(node.node.as_str()).copied();
         for (_, svc) in services {
             let own = service_health
                 .get(&(node.node.as_str(), svc.id.as_str()))
                 .copied();
-            let health = own
-                .into_iter()
-                .chain(on_node)
-                .max()
-                .unwrap_or(CheckStatus::Passing);
-            match instance(&node, svc, health, &mut skipped) {
-                Ok((name, inst)) => catalog.services.entry(name).or_default().push(inst),
-                Err(s) => skipped.push(s),
-            }
+            let health = CheckStatus::worst(own.into_iter().chain(on_node));
+            builder.add(&node, svc, health);
         }
     }
-    for list in catalog.services.values_mut() {
-        list.sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
-    }
-    skipped.sort();
-    skipped.dedup();
-    (catalog, skipped)
+    builder.finish()
 }
 
-/// One instance, or why it is left out; tags and meta entries that are unsafe are dropped alone.
+/// Builds the view of one service from `/v1/health/service/:name` entries.
+pub fn from_entries(entries: Vec<ServiceEntry>) -> (Catalog, Vec<Dropped>) {
+    let mut builder = Builder::default();
+    for entry in entries {
+        let health = entry.status();
+        let node = CatalogNode {
+            node: entry.node.node,
+            address: entry.node.address,
+        };
+        builder.add(&node, entry.service, health);
+    }
+    builder.finish()
+}
+
+#[derive(Default)]
+struct Builder {
+    catalog: Catalog,
+    dropped: Vec<Dropped>,
+}
+
+impl Builder {
+    fn add(&mut self, node: &CatalogNode, svc: AgentService, health: CheckStatus) {
+        let name = svc.service.clone();
+        let id = svc.id.clone();
+        let invalid = |reason: String| Invalid {
+            id,
+            node: node.node.clone(),
+            reason,
+        };
+        if let Err(e) = rules::service_name(&name) {
+            self.catalog
+                .unnamed
+                .push(invalid(format!("service name {name:?}: {e}")));
+            return;
+        }
+        let view = self.catalog.services.entry(name).or_default();
+        match instance(node, svc, health, &mut self.dropped) {
+            Ok(inst) => view.instances.push(inst),
+            Err(reason) => view.invalid.push(invalid(reason)),
+        }
+    }
+
+    fn finish(mut self) -> (Catalog, Vec<Dropped>) {
+        for view in self.catalog.services.values_mut() {
+            view.instances
+                .sort_by(|a, b| (&a.node, &a.id).cmp(&(&b.node, &b.id)));
+            view.invalid.sort();
+        }
+        self.catalog.unnamed.sort();
+        self.dropped.sort();
+        self.dropped.dedup();
+        (self.catalog, self.dropped)
+    }
+}
+
+/// One instance, or why it cannot be used; tags and meta entries that are unsafe are dropped.
 fn instance(
     node: &CatalogNode,
     svc: AgentService,
     health: CheckStatus,
-    skipped: &mut Vec<Skipped>,
-) -> Result<(String, Instance), Skipped> {
+    dropped: &mut Vec<Dropped>,
+) -> Result<Instance, String> {
     let AgentService {
         id,
         service,
@@ -99,69 +160,52 @@ fn instance(
         port,
         meta: raw_meta,
     } = svc;
-    let what = || format!("service {service:?} instance {id:?} on {}", node.node);
-    let fail = |why: String| Skipped { what: what(), why };
-    check_service_name(&service).map_err(fail)?;
+    rules::service_id(&id).map_err(|e| format!("id {e}"))?;
     let address = if own_address.is_empty() {
         node.address.clone()
     } else {
         own_address
     };
-    check_address(&address).map_err(fail)?;
+    check_address(&address)?;
     if port == 0 {
-        return Err(fail("port 0".into()));
+        return Err("port 0".into());
     }
+    let what = || format!("service {service:?} instance {id:?} on {}", node.node);
     let mut tags = Vec::new();
     for tag in raw_tags.into_iter().flatten() {
-        match check_value(&tag) {
+        match rules::text(&tag) {
             Ok(()) => tags.push(tag),
-            Err(why) => skipped.push(Skipped {
+            Err(e) => dropped.push(Dropped {
                 what: format!("{}: tag {tag:?}", what()),
-                why,
+                why: e.to_string(),
             }),
         }
     }
     let mut meta = BTreeMap::new();
     for (k, v) in raw_meta.into_iter().flatten() {
-        match check_value(&k).and_then(|()| check_value(&v)) {
+        match rules::text(&k).and_then(|()| rules::text(&v)) {
             Ok(()) => {
                 meta.insert(k, v);
             }
-            Err(why) => skipped.push(Skipped {
+            Err(e) => dropped.push(Dropped {
                 what: format!("{}: meta {k:?}", what()),
-                why,
+                why: e.to_string(),
             }),
         }
     }
-    let inst = Instance {
-        id: id.clone(),
+    Ok(Instance {
+        id,
         node: node.node.clone(),
         address,
         port,
         tags,
         meta,
         health,
-    };
-    Ok((service, inst))
+    })
 }
 
-/// Service names become nginx upstream names: `[A-Za-z0-9._-]`, 1 to 128 characters.
-pub fn check_service_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "name {name:?} is not usable in nginx: only A-Z a-z 0-9 . _ - (1-128)"
-        ))
-    }
-}
-
-/// An IP address, or a host name of letters, digits, dots and dashes.
+/// An IP address, or a host name of letters, digits, dots and dashes (whether host names may
+/// be served is the plan's decision).
 pub fn check_address(addr: &str) -> Result<(), String> {
     if addr.parse::<std::net::IpAddr>().is_ok() {
         return Ok(());
@@ -179,124 +223,11 @@ pub fn check_address(addr: &str) -> Result<(), String> {
     }
 }
 
-/// Tags and meta: no control characters, at most 512 bytes.
-pub fn check_value(v: &str) -> Result<(), String> {
-    if v.len() > 512 {
-        return Err("longer than 512 bytes".into());
-    }
-    if v.chars().any(char::is_control) {
-        return Err("contains control characters".into());
-    }
-    Ok(())
+/// True when `addr` is an IP literal (what nginx can use without resolving).
+pub fn is_ip(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn node(name: &str) -> CatalogNode {
-        CatalogNode {
-            node: name.into(),
-            address: "10.0.0.1".into(),
-        }
-    }
-
-    fn svc(id: &str, name: &str, addr: &str, port: u16, tags: &[&str]) -> AgentService {
-        AgentService {
-            id: id.into(),
-            service: name.into(),
-            tags: Some(tags.iter().map(|t| t.to_string()).collect()),
-            address: addr.into(),
-            port,
-            meta: None,
-        }
-    }
-
-    fn check(node: &str, service_id: &str, status: &str) -> CheckState {
-        CheckState {
-            node: node.into(),
-            check_id: format!("c-{service_id}"),
-            status: status.into(),
-            service_id: service_id.into(),
-            service_name: String::new(),
-            output: String::new(),
-        }
-    }
-
-    #[test]
-    fn health_is_the_worst_of_node_and_service_checks() {
-        let nodes = vec![
-            (
-                node("n1"),
-                [
-                    ("a".to_string(), svc("a", "web", "", 80, &["blue"])),
-                    ("b".to_string(), svc("b", "web", "10.0.0.9", 81, &[])),
-                ]
-                .into(),
-            ),
-            (
-                node("n2"),
-                [("c".to_string(), svc("c", "web", "10.0.0.7", 82, &[]))].into(),
-            ),
-        ];
-        let checks = vec![
-            check("n1", "a", "passing"),
-            check("n1", "b", "warning"),
-            check("n2", "", "critical"),
-            check("n2", "c", "passing"),
-        ];
-        let (cat, skipped) = build(nodes, &checks);
-        assert!(skipped.is_empty());
-        let web = &cat.services["web"];
-        let got: Vec<_> = web
-            .iter()
-            .map(|i| (i.id.as_str(), i.address.as_str(), i.health))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("a", "10.0.0.1", CheckStatus::Passing),
-                ("b", "10.0.0.9", CheckStatus::Warning),
-                ("c", "10.0.0.7", CheckStatus::Critical)
-            ]
-        );
-    }
-
-    #[test]
-    fn unsafe_names_addresses_tags_and_meta_are_left_out_and_said() {
-        let mut bad_meta = svc("m", "ok", "10.0.0.2", 80, &["fine", "bad\n}"]);
-        bad_meta.meta = Some(
-            [
-                ("domain".to_string(), "x;\ny".to_string()),
-                ("ns".to_string(), "team".to_string()),
-            ]
-            .into(),
-        );
-        let nodes = vec![(
-            node("n1"),
-            [
-                ("x".to_string(), svc("x", "web;}", "10.0.0.2", 80, &[])),
-                ("y".to_string(), svc("y", "api", "1.2.3.4; evil", 80, &[])),
-                ("z".to_string(), svc("z", "api", "10.0.0.3", 0, &[])),
-                ("m".to_string(), bad_meta),
-            ]
-            .into(),
-        )];
-        let (cat, skipped) = build(nodes, &[]);
-        assert_eq!(cat.services.keys().collect::<Vec<_>>(), ["ok"]);
-        let ok = &cat.services["ok"][0];
-        assert_eq!(ok.tags, ["fine"]);
-        assert_eq!(ok.meta.keys().collect::<Vec<_>>(), ["ns"]);
-        assert_eq!(skipped.len(), 5, "{skipped:?}");
-    }
-
-    #[test]
-    fn addresses() {
-        for ok in ["10.0.0.1", "fd00::1", "db.internal", "host-1"] {
-            assert!(check_address(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "a b", "x;y", "-x", "{}", "a\nb"] {
-            assert!(check_address(bad).is_err(), "{bad}");
-        }
-    }
-}
+#[path = "model_tests.rs"]
+mod tests;

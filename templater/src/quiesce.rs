@@ -57,6 +57,10 @@ impl Quiesce {
     }
 }
 
+fn parse_duration(raw: &str) -> Result<Duration, String> {
+    swarmgate_consul::duration::parse_or_seconds(raw).map_err(|e| e.to_string())
+}
+
 /// Parses `MIN[:MAX]` (`250ms`, `2s`, `1m`); MAX defaults to 4×MIN.
 pub fn parse_wait(raw: &str) -> Result<(Duration, Duration), String> {
     let (min, max) = match raw.split_once(':') {
@@ -70,20 +74,6 @@ pub fn parse_wait(raw: &str) -> Result<(Duration, Duration), String> {
         return Err(format!("--wait {raw:?}: MAX is below MIN"));
     }
     Ok((min, max))
-}
-
-/// `500ms`, `2s`, `1m`, or a bare number of seconds.
-pub fn parse_duration(raw: &str) -> Result<Duration, String> {
-    let raw = raw.trim();
-    let bad = || format!("{raw:?} is not a duration like 250ms, 2s or 1m");
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let n: u64 = raw[..split].parse().map_err(|_| bad())?;
-    Ok(match &raw[split..] {
-        "ms" => Duration::from_millis(n),
-        "s" | "" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        _ => return Err(bad()),
-    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@ use minijinja::{
     AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior, Value,
 };
 
-use crate::context::Context;
+use serde::Serialize;
+
+use crate::plan::{Plan, ServicePlan};
 
 /// The default templates, built in (the files in `templates/`).
 pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
@@ -93,7 +95,7 @@ impl Renderer {
     }
 
     /// Renders every template: `(destination, bytes)`, or the first error naming the template.
-    pub fn render(&self, ctx: &Context) -> Result<Vec<(PathBuf, Vec<u8>)>, String> {
+    pub fn render(&self, ctx: &Context) -> Result<Rendered, String> {
         let value = Value::from_serialize(ctx);
         self.specs
             .iter()
@@ -113,6 +115,84 @@ impl Renderer {
     pub fn specs(&self) -> &[TemplateSpec] {
         &self.specs
     }
+
+    /// Renders the served services of `plan`; when that fails, finds the services whose values
+    /// the templates cannot print (by halving the set) and renders without them, answering
+    /// them with the error each gave. An error with no service at all is the template's own.
+    pub fn render_isolating(
+        &self,
+        plan: &Plan,
+        page: &Page,
+    ) -> Result<(Rendered, Vec<(String, String)>), String> {
+        let served: Vec<&ServicePlan> = plan.served().collect();
+        let attempt = |set: &[&ServicePlan]| self.render(&page.context(set));
+        if let Ok(files) = attempt(&served) {
+            return Ok((files, Vec::new()));
+        }
+        let global = attempt(&[])?;
+        let mut culprits = Vec::new();
+        find_culprits(&served, &attempt, &mut culprits);
+        let names: std::collections::HashSet<&str> =
+            culprits.iter().map(|(n, _)| n.as_str()).collect();
+        let clean: Vec<&ServicePlan> = served
+            .into_iter()
+            .filter(|s| !names.contains(s.name.as_str()))
+            .collect();
+        let files = attempt(&clean).unwrap_or(global);
+        Ok((files, culprits))
+    }
+}
+
+/// Halves `set` until each failing service stands alone.
+fn find_culprits(
+    set: &[&ServicePlan],
+    attempt: &dyn Fn(&[&ServicePlan]) -> Result<Rendered, String>,
+    out: &mut Vec<(String, String)>,
+) {
+    match attempt(set) {
+        Ok(_) => {}
+        Err(e) if set.len() == 1 => out.push((set[0].name.clone(), e)),
+        Err(_) => {
+            let (a, b) = set.split_at(set.len() / 2);
+            find_culprits(a, attempt, out);
+            find_culprits(b, attempt, out);
+        }
+    }
+}
+
+/// Rendered files: `(destination, bytes)`.
+pub type Rendered = Vec<(PathBuf, Vec<u8>)>;
+
+/// What every template sees besides the services: flags of this edge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Page {
+    pub colors: Vec<String>,
+    pub domain: String,
+    pub listen: u16,
+    pub listen_tls: u16,
+}
+
+impl Page {
+    /// The template context for `services`.
+    pub fn context<'a>(&'a self, services: &'a [&'a ServicePlan]) -> Context<'a> {
+        Context {
+            services,
+            colors: &self.colors,
+            domain: &self.domain,
+            listen: self.listen,
+            listen_tls: self.listen_tls,
+        }
+    }
+}
+
+/// The whole template context: the served services' plans, sorted by name, and the page.
+#[derive(Clone, Debug, Serialize)]
+pub struct Context<'a> {
+    pub services: &'a [&'a ServicePlan],
+    pub colors: &'a [String],
+    pub domain: &'a str,
+    pub listen: u16,
+    pub listen_tls: u16,
 }
 
 /// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted

@@ -1,10 +1,10 @@
 //! Rendering tests: the default templates against golden files, and the escaping rules.
 
 use super::*;
-use crate::context::{build, ContextOptions, HealthFilter};
-use crate::model::{Catalog, Instance};
-use swarmgate_consul::CheckStatus;
+use crate::model::{Catalog, Instance, ServiceView};
+use crate::plan::{build, HealthFilter, PlanOptions};
 use crate::settings::{DeploySettings, Settings};
+use swarmgate_consul::CheckStatus;
 
 fn inst(id: &str, addr: &str, port: u16, tags: &[&str], meta: &[(&str, &str)]) -> Instance {
     Instance {
@@ -21,13 +21,21 @@ fn inst(id: &str, addr: &str, port: u16, tags: &[&str], meta: &[(&str, &str)]) -
     }
 }
 
-/// The sample catalog, settings and options; build the context from them.
-fn sample() -> (Catalog, Settings, ContextOptions) {
+fn view(instances: Vec<Instance>) -> ServiceView {
+    ServiceView {
+        instances,
+        invalid: vec![],
+    }
+}
+
+/// The sample plan and page.
+fn sample() -> (Plan, Page) {
     let catalog = Catalog {
+        unnamed: vec![],
         services: [
             (
                 "api".to_string(),
-                vec![
+                view(vec![
                     inst(
                         "api-1",
                         "10.0.0.1",
@@ -36,11 +44,11 @@ fn sample() -> (Catalog, Settings, ContextOptions) {
                         &[("namespace", "shop"), ("sticky", "ip_hash")],
                     ),
                     inst("api-2", "10.0.0.2", 8002, &["green"], &[]),
-                ],
+                ]),
             ),
             (
                 "web".to_string(),
-                vec![
+                view(vec![
                     inst(
                         "web-b1",
                         "10.0.0.3",
@@ -54,15 +62,15 @@ fn sample() -> (Catalog, Settings, ContextOptions) {
                     ),
                     inst("web-b2", "fd00::4", 8004, &["blue"], &[]),
                     inst("web-g1", "10.0.0.5", 8005, &["green"], &[]),
-                ],
+                ]),
             ),
             (
                 "empty".to_string(),
-                vec![{
+                view(vec![{
                     let mut i = inst("e", "10.0.0.6", 1, &[], &[]);
                     i.health = CheckStatus::Critical;
                     i
-                }],
+                }]),
             ),
         ]
         .into(),
@@ -86,15 +94,29 @@ fn sample() -> (Catalog, Settings, ContextOptions) {
         ),
     ]
     .into();
-    let opts = ContextOptions {
+    let opts = PlanOptions {
         colors: vec!["blue".into(), "green".into()],
         health: HealthFilter::Passing,
         backup_inactive: true,
         domain: "example.com".into(),
+        allow_hostnames: false,
+    };
+    let page = Page {
+        colors: opts.colors.clone(),
+        domain: opts.domain.clone(),
         listen: 80,
         listen_tls: 443,
     };
-    (catalog, settings, opts)
+    (build(&catalog, &settings, &opts, None, &AnyFile), page)
+}
+
+/// Every TLS file exists.
+struct AnyFile;
+
+impl crate::plan::FileProbe for AnyFile {
+    fn check(&self, _: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 fn golden(name: &str, got: &str) {
@@ -113,8 +135,9 @@ fn golden(name: &str, got: &str) {
 fn default_templates_match_golden_files() {
     let r = Renderer::load(&TemplateSpec::defaults(std::path::Path::new("/out")))
         .expect("defaults compile");
-    let (c, s, o) = sample();
-    let files = r.render(&build(&c, &s, &o).0).expect("render");
+    let (plan, page) = sample();
+    let served: Vec<_> = plan.served().collect();
+    let files = r.render(&page.context(&served)).expect("render");
     assert_eq!(
         files[0].0,
         std::path::Path::new("/out/swarmgate-upstreams.conf")
@@ -150,25 +173,52 @@ fn a_hostile_value_printed_by_a_template_cannot_add_a_directive() {
     std::fs::write(&src, "{% for s in services %}{% for i in s.instances %}# {{ i.meta.note }}\nset_real_ip_from {{ i.tags[0] }};\n{% endfor %}{% endfor %}").expect("write");
     let spec = TemplateSpec::parse(&format!("{}:/out/t.conf", src.display())).expect("spec");
     let r = Renderer::load(&[spec]).expect("compile");
-    let (c, s, o) = sample();
-    let hostile_tags = vec!["1.2.3.4; } server { listen 81".to_string()];
-    let hostile_meta: std::collections::BTreeMap<String, String> =
-        [("note".to_string(), "x\ninclude /etc/passwd;".to_string())].into();
-    let fine_meta: std::collections::BTreeMap<String, String> =
-        [("note".to_string(), "fine".to_string())].into();
-    let mut ctx = build(&c, &s, &o).0;
-    ctx.services.truncate(1);
-    ctx.services[0].instances.truncate(1);
-    ctx.services[0].instances[0].tags = &hostile_tags;
-    ctx.services[0].instances[0].meta = &hostile_meta;
-    let err = r.render(&ctx).expect_err("control characters are refused");
+    let (plan, page) = sample();
+    let mut api = plan.services["api"].clone();
+    api.instances.truncate(1);
+    api.instances[0].tags = vec!["1.2.3.4; } server { listen 81".to_string()];
+    api.instances[0].meta = [("note".to_string(), "x\ninclude /etc/passwd;".to_string())].into();
+    let err = r
+        .render(&page.context(&[&api]))
+        .expect_err("control characters are refused");
     assert!(err.contains("control character"), "{err}");
-    ctx.services[0].instances[0].meta = &fine_meta;
-    let out = String::from_utf8(r.render(&ctx).expect("render").remove(0).1).expect("utf8");
+    api.instances[0].meta = [("note".to_string(), "fine".to_string())].into();
+    let out = String::from_utf8(
+        r.render(&page.context(&[&api]))
+            .expect("render")
+            .remove(0)
+            .1,
+    )
+    .expect("utf8");
     assert_eq!(
         out,
         "# fine\nset_real_ip_from \"1.2.3.4; } server { listen 81\";\n"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_service_a_template_cannot_print_is_left_out_alone() {
+    let dir = std::env::temp_dir().join(format!("sg-render-iso-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let src = dir.join("t.j2");
+    std::fs::write(&src, "{% for s in services %}{% for i in s.instances %}# {{ s.name }} {{ i.meta.note }}\n{% endfor %}{% endfor %}").expect("write");
+    let spec = TemplateSpec::parse(&format!("{}:/out/t.conf", src.display())).expect("spec");
+    let r = Renderer::load(&[spec]).expect("compile");
+    let (mut plan, page) = sample();
+    for s in plan.services.values_mut() {
+        for i in &mut s.instances {
+            i.meta.insert("note".into(), "ok".into());
+        }
+    }
+    let web = plan.services.get_mut("web").expect("web");
+    web.instances[1].meta.insert("note".into(), "$evil".into());
+    let (files, culprits) = r.render_isolating(&plan, &page).expect("renders the rest");
+    assert_eq!(culprits.len(), 1, "{culprits:?}");
+    assert_eq!(culprits[0].0, "web");
+    assert!(culprits[0].1.contains('$'), "{culprits:?}");
+    let out = String::from_utf8(files[0].1.clone()).expect("utf8");
+    assert!(out.contains("# api ok") && !out.contains("# web"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -1,14 +1,12 @@
-//! Deploy settings in Consul KV: `<prefix>/<service>/active` (a colour), `/canary` (0–100),
-//! `/previous` (for rollback), and the keys the daemon writes back (`/installed/<name>`,
-//! `<prefix>/_templater/<name>`). Parsing validates every value and keeps the last good one
-//! when a new one is bad.
+//! Deploy settings in Consul KV (keys in [`crate::keys`]): `active` (a colour), `canary`
+//! (0–100) and `previous` (for rollback) per service. Parsing validates every value and keeps
+//! the last good one when a new one is bad.
 
 use std::collections::BTreeMap;
 
-use swarmgate_consul::KvPair;
+use swarmgate_consul::{rules, KvPair};
 
-/// KV key (under the prefix) that holds the daemons' own status records.
-pub const STATUS_DIR: &str = "_templater";
+use crate::keys::{Field, Keys};
 
 /// One service's deploy settings.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -55,43 +53,33 @@ pub fn parse_color(raw: &str, colors: &[String]) -> Result<String, String> {
     }
 }
 
-/// Parses every key under `prefix/`. A bad value keeps `previous`'s value for that field (or
-/// the default) and is reported.
+/// Parses every settings key among `pairs`. A bad value keeps `previous`'s value for that
+/// field (or the default) and is reported.
 pub fn parse(
     pairs: &[KvPair],
-    prefix: &str,
+    keys: &Keys,
     colors: &[String],
     previous: &Settings,
 ) -> (Settings, Vec<SettingError>) {
     let mut out = Settings::new();
     let mut errors = Vec::new();
-    let base = format!("{}/", prefix.trim_end_matches('/'));
     for pair in pairs {
-        let Some(rest) = pair.key.strip_prefix(&base) else {
+        let Some((service, field)) = keys.parse_setting(&pair.key) else {
             continue;
         };
-        let Some((service, field)) = rest.split_once('/') else {
-            continue;
-        };
-        if service == STATUS_DIR || !matches!(field, "active" | "canary" | "previous") {
-            continue;
-        }
-        if let Err(reason) = crate::model::check_service_name(service) {
-            errors.push(SettingError {
-                key: pair.key.clone(),
-                reason,
-            });
-            continue;
-        }
-        let old = previous.get(service);
-        let entry = out.entry(service.to_string()).or_default();
-        let text = String::from_utf8_lossy(&pair.value);
         let bad = |reason: String| SettingError {
             key: pair.key.clone(),
             reason,
         };
+        if let Err(e) = rules::service_name(&service) {
+            errors.push(bad(format!("service name {e}")));
+            continue;
+        }
+        let old = previous.get(&service);
+        let entry = out.entry(service.clone()).or_default();
+        let text = String::from_utf8_lossy(&pair.value);
         match field {
-            "active" => {
+            Field::Active => {
                 entry.index = entry.index.max(pair.modify_index);
                 match parse_color(&text, colors) {
                     Ok(c) => entry.active = Some(c),
@@ -101,7 +89,7 @@ pub fn parse(
                     }
                 }
             }
-            "canary" => {
+            Field::Canary => {
                 entry.index = entry.index.max(pair.modify_index);
                 match parse_canary(&text) {
                     Ok(p) => entry.canary = p,
@@ -111,7 +99,7 @@ pub fn parse(
                     }
                 }
             }
-            _ => match parse_color(&text, colors) {
+            Field::Previous => match parse_color(&text, colors) {
                 Ok(c) => entry.previous = Some(c),
                 Err(e) => {
                     errors.push(bad(e + "; rollback has no previous colour"));
@@ -121,11 +109,6 @@ pub fn parse(
         }
     }
     (out, errors)
-}
-
-/// `<prefix>/<service>/<field>`.
-pub fn key(prefix: &str, service: &str, field: &str) -> String {
-    format!("{}/{service}/{field}", prefix.trim_end_matches('/'))
 }
 
 #[cfg(test)]
@@ -138,6 +121,10 @@ mod tests {
             value: value.as_bytes().to_vec(),
             modify_index: index,
         }
+    }
+
+    fn keys() -> Keys {
+        Keys::new("deploy").expect("prefix")
     }
 
     fn colors() -> Vec<String> {
@@ -153,7 +140,7 @@ mod tests {
             pair("deploy/web/installed/edge1", "{}", 11),
             pair("deploy/_templater/edge1", "{}", 12),
         ];
-        let (s, errors) = parse(&pairs, "deploy", &colors(), &Settings::new());
+        let (s, errors) = parse(&pairs, &keys(), &colors(), &Settings::new());
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(
             s["web"],
@@ -174,7 +161,7 @@ mod tests {
                 pair("deploy/web/active", "green", 1),
                 pair("deploy/web/canary", "10", 1),
             ],
-            "deploy",
+            &keys(),
             &colors(),
             &Settings::new(),
         )
@@ -190,7 +177,7 @@ mod tests {
                     pair("deploy/web/active", active, 2),
                     pair("deploy/web/canary", canary, 2),
                 ],
-                "deploy",
+                &keys(),
                 &colors(),
                 &good,
             );
@@ -204,13 +191,16 @@ mod tests {
     #[test]
     fn hostile_service_names_in_keys_are_rejected() {
         let (s, errors) = parse(
-            &[pair("deploy/we}b/active", "blue", 1)],
-            "deploy",
+            &[
+                pair("deploy/we}b/active", "blue", 1),
+                pair("deploy/.x/active", "blue", 1),
+            ],
+            &keys(),
             &colors(),
             &Settings::new(),
         );
         assert!(s.is_empty());
-        assert_eq!(errors.len(), 1);
+        assert_eq!(errors.len(), 2);
     }
 
     #[test]

@@ -1,23 +1,32 @@
-//! `templater status`: per service the active colour, canary, instances per colour with health,
-//! the share of traffic each instance gets, and every templater's last install and last error.
+//! `templater status`: per service, what Consul says now (settings, instances per colour with
+//! health) and, per edge, the plan that edge has live — read back from its records, never
+//! worked out again here — with where it differs from what the edge's own options make of
+//! Consul now (a change not taken yet, an instance not served yet). Then every edge's state.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use swarmgate_consul::{Client, QueryOptions};
+use swarmgate_consul::{CheckStatus, Client, QueryOptions};
 
-use crate::context::{self, color_of, ContextOptions};
 use crate::deploy::DeployError;
-use crate::model::{Catalog, Instance};
-use swarmgate_consul::CheckStatus;
-use crate::report::{parse_status_key, unix_now, DaemonStatus};
-use crate::settings::{self, STATUS_DIR};
-use crate::weights::{effective_shares, Assigned};
+use crate::keys::Keys;
+use crate::model::{self, Catalog, Invalid};
+use crate::plan::{self, color_of, FileProbe, ServicePlan};
+use crate::records::{self, unix_now, EdgeStatus, Installed};
+use crate::settings::{self, Settings};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub services: Vec<ServiceReport>,
-    pub templaters: Vec<DaemonStatus>,
+    pub edges: Vec<EdgeReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EdgeReport {
+    #[serde(flatten)]
+    pub status: EdgeStatus,
+    /// False when its heartbeat is too old: the edge is gone or cut off.
+    pub fresh: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -26,9 +35,15 @@ pub struct ServiceReport {
     pub active: Option<String>,
     pub canary: u8,
     pub previous: Option<String>,
-    /// colour (or "none") → (instances, healthy)
+    pub settings_index: u64,
+    /// colour (or "none") → instances and healthy ones, in Consul now.
     pub colors: BTreeMap<String, ColorCount>,
-    pub instances: Vec<InstanceReport>,
+    /// The instances Consul holds now.
+    pub instances: Vec<ConsulInstance>,
+    /// Registrations Consul holds that cannot be used, and why.
+    pub invalid: Vec<Invalid>,
+    /// What each edge has live for this service.
+    pub edges: Vec<EdgePlan>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -38,118 +53,180 @@ pub struct ColorCount {
 }
 
 #[derive(Debug, Serialize)]
-pub struct InstanceReport {
+pub struct ConsulInstance {
     pub id: String,
     pub node: String,
     pub address: String,
     pub port: u16,
     pub color: Option<String>,
     pub health: CheckStatus,
-    /// Percent of the service's traffic.
-    pub share: f64,
-    pub backup: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EdgePlan {
+    pub edge: String,
+    pub settings_index: u64,
+    pub live_unix: u64,
+    pub version: Option<u64>,
+    pub plan: ServicePlan,
+    /// Where the live plan and the edge's options applied to Consul now disagree.
+    pub differences: Vec<String>,
 }
 
 /// Gathers the report for one service, or all.
 pub async fn gather(
     client: &Client,
-    prefix: &str,
-    opts: &ContextOptions,
+    keys: &Keys,
+    colors: &[String],
     only: Option<&str>,
 ) -> Result<Report, DeployError> {
-    let dir = format!("{}/", prefix.trim_end_matches('/'));
-    let (pairs, _) = client.kv_list(&dir, &QueryOptions::default(), true).await?;
-    let (settings, _) = settings::parse(&pairs, prefix, &opts.colors, &Default::default());
+    let (pairs, _) = client
+        .kv_list(&keys.settings_dir(), &QueryOptions::default(), true)
+        .await?;
+    let (settings, _) = settings::parse(&pairs, keys, colors, &Settings::default());
     let catalog = match only {
         Some(service) => {
-            crate::model::check_service_name(service).map_err(DeployError::Invalid)?;
+            swarmgate_consul::rules::service_name(service)
+                .map_err(|e| DeployError::Invalid(format!("service {service:?}: {e}")))?;
             let (entries, _) = client
                 .health_service(service, &QueryOptions::default(), false)
                 .await?;
-            let list = entries
-                .iter()
-                .map(|e| Instance {
-                    id: e.service.id.clone(),
-                    node: e.node.node.clone(),
-                    address: e.address().to_string(),
-                    port: e.service.port,
-                    tags: e.service.tags.clone().unwrap_or_default(),
-                    meta: e.service.meta.clone().unwrap_or_default(),
-                    health: e.status(),
-                })
-                .collect();
-            Catalog {
-                services: [(service.to_string(), list)].into(),
-            }
+            model::from_entries(entries).0
         }
         None => crate::watch::fetch_snapshot(client, false).await?.0,
     };
-    let (ctx, _) = context::build(&catalog, &settings, opts);
-    let services = catalog
-        .services
+    let (edge_status, installed) = records::read_all(client, keys).await?;
+    let now = unix_now();
+    let mut names: Vec<String> = catalog.services.keys().cloned().collect();
+    names.extend(installed.iter().map(|i| i.plan.name.clone()));
+    names.extend(only.map(str::to_string));
+    names.retain(|n| only.is_none_or(|o| o == n));
+    names.sort();
+    names.dedup();
+    let services = names
         .iter()
-        .map(|(name, all)| {
-            let s = settings.get(name).cloned().unwrap_or_default();
-            let live = ctx.services.iter().find(|c| c.name == name);
-            let assigned: Vec<(&str, Assigned)> = live
-                .map(|c| {
-                    c.instances
-                        .iter()
-                        .map(|i| {
-                            (
-                                i.id,
-                                Assigned {
-                                    weight: i.weight,
-                                    backup: i.backup,
-                                },
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            let shares = effective_shares(&assigned.iter().map(|(_, a)| *a).collect::<Vec<_>>());
-            let mut colors: BTreeMap<String, ColorCount> = BTreeMap::new();
-            let instances = all
-                .iter()
-                .map(|i| {
-                    let color = color_of(&i.tags, &opts.colors).cloned();
-                    let count = colors
-                        .entry(color.clone().unwrap_or_else(|| "none".into()))
-                        .or_default();
-                    count.instances += 1;
-                    count.healthy += usize::from(opts.health.admits(i.health));
-                    let pos = assigned.iter().position(|(id, _)| *id == i.id);
-                    InstanceReport {
-                        id: i.id.clone(),
-                        node: i.node.clone(),
-                        address: i.address.clone(),
-                        port: i.port,
-                        color,
-                        health: i.health,
-                        share: pos.map_or(0.0, |p| shares[p]),
-                        backup: pos.is_some_and(|p| assigned[p].1.backup),
-                    }
-                })
-                .collect();
-            ServiceReport {
-                name: name.clone(),
-                active: s.active,
-                canary: s.canary,
-                previous: s.previous,
-                colors,
-                instances,
+        .map(|name| service_report(name, &catalog, &settings, &installed, &edge_status, colors))
+        .collect();
+    let edges = edge_status
+        .into_iter()
+        .map(|status| EdgeReport {
+            fresh: status.is_fresh(now),
+            status,
+        })
+        .collect();
+    Ok(Report { services, edges })
+}
+
+fn service_report(
+    name: &str,
+    catalog: &Catalog,
+    settings: &Settings,
+    installed: &[Installed],
+    edges: &[EdgeStatus],
+    colors: &[String],
+) -> ServiceReport {
+    let s = settings.get(name).cloned().unwrap_or_default();
+    let view = catalog.services.get(name).cloned().unwrap_or_default();
+    let mut counts: BTreeMap<String, ColorCount> = BTreeMap::new();
+    let instances = view
+        .instances
+        .iter()
+        .map(|i| {
+            let color = color_of(&i.tags, colors).cloned();
+            let c = counts
+                .entry(color.clone().unwrap_or_else(|| "none".into()))
+                .or_default();
+            c.instances += 1;
+            c.healthy += usize::from(i.health == CheckStatus::Passing);
+            ConsulInstance {
+                id: i.id.clone(),
+                node: i.node.clone(),
+                address: i.address.clone(),
+                port: i.port,
+                color,
+                health: i.health,
             }
         })
         .collect();
-    let templaters = pairs
+    let edge_plans = installed
         .iter()
-        .filter(|p| p.key.contains(STATUS_DIR) && parse_status_key(prefix, &p.key).is_some())
-        .filter_map(|p| serde_json::from_slice(&p.value).ok())
+        .filter(|i| i.plan.name == name)
+        .map(|i| {
+            let options = edges.iter().find(|e| e.name == i.edge).map(|e| &e.options);
+            let differences = options
+                .map(|o| {
+                    let now = plan::build(catalog, settings, o, None, &EdgeFiles);
+                    differences(&i.plan, now.services.get(name), s.index)
+                })
+                .unwrap_or_else(|| vec!["the edge has no status record".into()]);
+            EdgePlan {
+                edge: i.edge.clone(),
+                settings_index: i.settings_index,
+                live_unix: i.live_unix,
+                version: i.version,
+                plan: i.plan.clone(),
+                differences,
+            }
+        })
         .collect();
-    Ok(Report {
-        services,
-        templaters,
-    })
+    ServiceReport {
+        name: name.to_string(),
+        active: s.active,
+        canary: s.canary,
+        previous: s.previous,
+        settings_index: s.index,
+        colors: counts,
+        instances,
+        invalid: view.invalid,
+        edges: edge_plans,
+    }
+}
+
+/// The edge's files cannot be seen from here: they are taken as usable (the edge's own record
+/// says when they are not).
+struct EdgeFiles;
+
+impl FileProbe for EdgeFiles {
+    fn check(&self, _: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// What differs between the plan an edge has live and the plan its options give now.
+fn differences(live: &ServicePlan, now: Option<&ServicePlan>, settings_index: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(why) = live.excluded.as_ref().or(live.held.as_ref()) {
+        out.push(format!("not served as Consul says: {why}"));
+    }
+    if live.settings_index < settings_index {
+        out.push(format!(
+            "has not taken the latest settings yet (index {} < {settings_index})",
+            live.settings_index
+        ));
+    }
+    let Some(now) = now else {
+        out.push("Consul no longer holds this service".into());
+        return out;
+    };
+    let weight = |p: &ServicePlan| -> BTreeMap<String, (u32, bool)> {
+        p.instances
+            .iter()
+            .map(|i| (i.id.clone(), (i.weight, i.backup)))
+            .collect()
+    };
+    let (have, want) = (weight(live), weight(now));
+    for id in want.keys().filter(|id| !have.contains_key(*id)) {
+        out.push(format!("{id} is not served yet"));
+    }
+    for id in have.keys().filter(|id| !want.contains_key(*id)) {
+        out.push(format!("{id} is still served"));
+    }
+    for (id, w) in &want {
+        if have.get(id).is_some_and(|h| h != w) {
+            out.push(format!("{id} has weight {:?}, would have {w:?}", have[id]));
+        }
+    }
+    out
 }
 
 /// The human-readable form.
@@ -169,43 +246,79 @@ pub fn to_text(r: &Report) -> String {
                 c.instances, c.healthy
             );
         }
-        for i in &s.instances {
+        for bad in &s.invalid {
             out += &format!(
-                "    {:<40} {:<7} {:<8} {:>6.2}%{} {}:{}\n",
-                i.id,
-                i.color.as_deref().unwrap_or("-"),
-                format!("{:?}", i.health).to_lowercase(),
-                i.share,
-                if i.backup { " backup" } else { "" },
-                i.address,
-                i.port
+                "  invalid in consul: {} on {}: {}\n",
+                bad.id, bad.node, bad.reason
             );
         }
+        if s.edges.is_empty() {
+            out += "  no edge reports serving it\n";
+        }
+        for e in &s.edges {
+            edge_plan_text(&mut out, e);
+        }
     }
-    if r.templaters.is_empty() {
-        out += "templaters: none has reported\n";
+    if r.edges.is_empty() {
+        out += "edges: none has reported\n";
     }
-    for t in &r.templaters {
-        let ago = |at: Option<u64>| {
-            at.map_or_else(
-                || "never".to_string(),
-                |a| format!("{}s ago", unix_now().saturating_sub(a)),
-            )
-        };
-        out += &format!(
-            "templater {}: last install {}, last error {}{}\n",
-            t.name,
-            ago(t.last_install_unix),
-            t.last_error.as_deref().map_or_else(
-                || "none".to_string(),
-                |e| format!("{} ({e})", ago(t.last_error_unix))
-            ),
-            if t.held {
-                ", holding its last view"
-            } else {
-                ""
-            }
-        );
+    for e in &r.edges {
+        edge_text(&mut out, e);
     }
     out
+}
+
+fn edge_plan_text(out: &mut String, e: &EdgePlan) {
+    *out += &format!(
+        "  edge {}: live {}s ago, settings index {}\n",
+        e.edge,
+        unix_now().saturating_sub(e.live_unix),
+        e.settings_index
+    );
+    for i in &e.plan.instances {
+        *out += &format!(
+            "    {:<40} {:<7} {:<8} {:>6.2}%{} {}\n",
+            i.id,
+            i.color.as_deref().unwrap_or("-"),
+            i.health.as_str(),
+            i.share,
+            if i.backup { " backup" } else { "" },
+            i.server
+        );
+    }
+    for l in &e.plan.left_out {
+        *out += &format!("    {:<40} left out: {:?}\n", l.id, l.reason);
+    }
+    for d in &e.differences {
+        *out += &format!("    ! {d}\n");
+    }
+}
+
+fn edge_text(out: &mut String, e: &EdgeReport) {
+    let ago = |at: Option<u64>| {
+        at.map_or_else(
+            || "never".to_string(),
+            |a| format!("{}s ago", unix_now().saturating_sub(a)),
+        )
+    };
+    let t = &e.status;
+    *out += &format!(
+        "edge {} ({}{}): last install {}, last error {}{}\n",
+        t.name,
+        t.dataplane,
+        if e.fresh { "" } else { ", gone: no heartbeat" },
+        ago(t.last_install_unix),
+        t.last_error.as_deref().map_or_else(
+            || "none".to_string(),
+            |err| format!("{} ({err})", ago(t.last_error_unix))
+        ),
+        if t.view_held {
+            ", holding its last view"
+        } else {
+            ""
+        }
+    );
+    for (name, why) in &t.not_served {
+        *out += &format!("  {name}: {why}\n");
+    }
 }

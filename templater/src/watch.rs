@@ -18,9 +18,18 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::guard::{Guard, Verdict};
+use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::model::{self, Catalog, Skipped};
+use crate::model::{self, Catalog, Dropped};
 use crate::settings::{self, Settings};
+
+/// What the catalog watcher publishes: the newest view it accepts, and whether it is holding
+/// an older one (no leader, a reset, a mass loss) instead of what Consul answers now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    pub catalog: Arc<Catalog>,
+    pub held: bool,
+}
 
 /// Node listings fetched at once during a snapshot.
 const SNAPSHOT_CONCURRENCY: usize = 8;
@@ -29,7 +38,7 @@ const SNAPSHOT_CONCURRENCY: usize = 8;
 pub async fn fetch_snapshot(
     client: &Client,
     consistent: bool,
-) -> swarmgate_consul::Result<(Catalog, Vec<Skipped>, bool)> {
+) -> swarmgate_consul::Result<(Catalog, Vec<Dropped>, bool)> {
     let opts = QueryOptions {
         consistent,
         ..QueryOptions::default()
@@ -56,8 +65,8 @@ pub async fn fetch_snapshot(
     let (checks, check_meta) = client.health_state_any(&opts).await?;
     let leader = meta.known_leader && check_meta.known_leader && per_node.iter().all(|(_, l)| *l);
     let nodes: Vec<_> = per_node.into_iter().map(|(n, _)| n).collect();
-    let (catalog, skipped) = model::build(nodes, &checks);
-    Ok((catalog, skipped, leader))
+    let (catalog, dropped) = model::build(nodes, &checks);
+    Ok((catalog, dropped, leader))
 }
 
 /// A failed watch read: an operator must act on a permission problem; anything else is retried
@@ -85,7 +94,7 @@ pub struct CatalogWatcher {
     pub client: Client,
     pub wait: Duration,
     pub guard: Guard,
-    pub tx: latest::Sender<Option<Arc<Catalog>>>,
+    pub tx: latest::Sender<Option<View>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -94,36 +103,36 @@ impl CatalogWatcher {
         let (trigger_tx, mut trigger) = mpsc::channel::<()>(1);
         let reset = Arc::new(AtomicBool::new(false));
         self.spawn_triggers(&trigger_tx, &reset, &token);
-        let mut warned: HashSet<Skipped> = HashSet::new();
+        let mut warned: HashSet<Dropped> = HashSet::new();
         let mut last: Option<Arc<Catalog>> = None;
         let mut recheck: Option<Instant> = None;
         let mut backoff = swarmgate_runtime::retry::default_backoff();
         loop {
-            let recheck_at = recheck;
             tokio::select! {
                 _ = token.cancelled() => return,
                 t = trigger.recv() => if t.is_none() { return },
-                _ = async move { match recheck_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {}
+                _ = swarmgate_runtime::deadline::sleep_until(recheck) => {}
             }
             recheck = None;
             match self
                 .snapshot_judged(last.as_deref(), reset.swap(false, Ordering::Relaxed))
                 .await
             {
-                Ok(Some((catalog, skipped))) => {
+                Ok(Some((catalog, dropped))) => {
                     backoff = swarmgate_runtime::retry::default_backoff();
-                    for s in skipped.into_iter().filter(|s| warned.insert(s.clone())) {
-                        tracing::warn!(what = %s.what, reason = %s.why, "left out of nginx config");
+                    for d in dropped.into_iter().filter(|d| warned.insert(d.clone())) {
+                        tracing::warn!(what = %d.what, reason = %d.why, "left out of nginx config");
                     }
-                    self.metrics.held.set(0);
                     if last.as_deref() != Some(&catalog) {
                         self.metrics.services.set(catalog.services.len() as i64);
-                        let catalog = Arc::new(catalog);
-                        last = Some(catalog.clone());
-                        self.tx.send_replace(Some(catalog));
+                        last = Some(Arc::new(catalog));
                     }
+                    self.publish(last.clone(), false);
                 }
-                Ok(None) => recheck = Some(Instant::now() + Duration::from_secs(1)),
+                Ok(None) => {
+                    self.publish(last.clone(), true);
+                    recheck = Some(Instant::now() + Duration::from_secs(1));
+                }
                 Err(e) => {
                     self.metrics.consul_errors.inc();
                     self.metrics.consul_up.set(0);
@@ -139,14 +148,24 @@ impl CatalogWatcher {
         }
     }
 
+    /// Publishes the view when it differs from the one published last.
+    fn publish(&self, catalog: Option<Arc<Catalog>>, held: bool) {
+        let Some(catalog) = catalog else { return };
+        self.metrics.held.set(i64::from(held));
+        let view = View { catalog, held };
+        if self.tx.borrow().as_ref() != Some(&view) {
+            self.tx.send_replace(Some(view));
+        }
+    }
+
     /// A snapshot the guard accepts, or `None` while it holds the last view.
     async fn snapshot_judged(
         &mut self,
         last: Option<&Catalog>,
         reset: bool,
-    ) -> swarmgate_consul::Result<Option<(Catalog, Vec<Skipped>)>> {
+    ) -> swarmgate_consul::Result<Option<(Catalog, Vec<Dropped>)>> {
         let started = std::time::Instant::now();
-        let (catalog, skipped, leader) = fetch_snapshot(&self.client, false).await?;
+        let (catalog, dropped, leader) = fetch_snapshot(&self.client, false).await?;
         tracing::debug!(
             services = catalog.services.len(),
             instances = catalog.instance_count(),
@@ -157,18 +176,17 @@ impl CatalogWatcher {
         let mut verdict = self
             .guard
             .judge(last, &catalog, leader, reset, false, Instant::now());
-        let mut answer = (catalog, skipped);
+        let mut answer = (catalog, dropped);
         if verdict == Verdict::Confirm {
-            let (catalog, skipped, leader) = fetch_snapshot(&self.client, true).await?;
+            let (catalog, dropped, leader) = fetch_snapshot(&self.client, true).await?;
             verdict = self
                 .guard
                 .judge(last, &catalog, leader, false, true, Instant::now());
-            answer = (catalog, skipped);
+            answer = (catalog, dropped);
         }
         match verdict {
             Verdict::Accept => Ok(Some(answer)),
             Verdict::Hold(why) => {
-                self.metrics.held.set(1);
                 tracing::warn!(reason = %why, "holding the last good view");
                 Ok(None)
             }
@@ -230,17 +248,17 @@ impl CatalogWatcher {
     }
 }
 
-/// Follows the deploy settings under `prefix/` and publishes them when they change.
+/// Follows the deploy settings and publishes them when they change.
 pub async fn watch_settings(
     client: Client,
-    prefix: String,
+    keys: Keys,
     colors: Vec<String>,
     wait: Duration,
     tx: latest::Sender<Option<Arc<Settings>>>,
     metrics: Arc<Metrics>,
     token: CancellationToken,
 ) {
-    let dir = format!("{}/", prefix.trim_end_matches('/'));
+    let dir = keys.settings_dir();
     let mut warned = HashSet::new();
     let on_error = {
         let metrics = metrics.clone();
@@ -257,7 +275,7 @@ pub async fn watch_settings(
         },
         |pairs, _| {
             let previous = tx.borrow().clone().unwrap_or_default();
-            let (parsed, errors) = settings::parse(&pairs, &prefix, &colors, &previous);
+            let (parsed, errors) = settings::parse(&pairs, &keys, &colors, &previous);
             for e in errors.into_iter().filter(|e| warned.insert(e.clone())) {
                 tracing::error!(key = %e.key, reason = %e.reason, "bad deploy setting");
                 metrics.setting_errors.inc();

@@ -14,7 +14,7 @@ pub struct Assigned {
 }
 
 impl Assigned {
-    const ONE: Assigned = Assigned {
+    pub const ONE: Assigned = Assigned {
         weight: 1,
         backup: false,
     };

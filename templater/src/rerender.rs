@@ -1,4 +1,4 @@
-//! Reload requests: SIGHUP, and edits to template files (watched with notify through their
+//! Re-render requests: SIGHUP, and edits to template files (watched with notify through their
 //! directories, since editors replace files rather than write them in place).
 
 use std::collections::HashSet;
@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::render::TemplateSpec;
 
-/// Why a reload was asked for.
+/// Why a re-render was asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reload {
+pub enum Rerender {
     Signal,
     Edit,
 }
@@ -20,7 +20,7 @@ pub enum Reload {
 /// Starts the SIGHUP listener and the file watcher; keep the answer alive while watching.
 pub fn spawn(
     specs: &[TemplateSpec],
-    tx: mpsc::Sender<Reload>,
+    tx: mpsc::Sender<Rerender>,
     token: CancellationToken,
 ) -> Option<notify::RecommendedWatcher> {
     let sig_tx = tx.clone();
@@ -35,7 +35,7 @@ pub fn spawn(
                 s = hup.recv() => {
                     if s.is_none() { return }
                     tracing::info!("SIGHUP: re-reading templates and re-rendering");
-                    let _ = sig_tx.try_send(Reload::Signal);
+                    let _ = sig_tx.try_send(Rerender::Signal);
                 }
             }
         }
@@ -57,7 +57,7 @@ pub fn spawn(
         if event.paths.iter().any(|p| {
             watched.contains(p) || std::fs::canonicalize(p).is_ok_and(|c| watched.contains(&c))
         }) {
-            let _ = tx.try_send(Reload::Edit);
+            let _ = tx.try_send(Rerender::Edit);
         }
     })
     .map_err(|e| tracing::warn!(error = %e, "cannot watch template files; SIGHUP still reloads"))

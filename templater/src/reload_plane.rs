@@ -1,0 +1,240 @@
+//! The reload data plane (plain nginx): every change of the plan is rendered into config files,
+//! installed all or none, checked with `nginx -t`, and made live with one SIGHUP. A service
+//! whose new plan a template cannot print, or nginx refuses, is found and held at its last
+//! good plan (or left out when it never had one), alone: every other service still updates.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::install::{self, InstallError, Staged};
+use crate::isolate::{changed, hold_or_exclude, isolate, merge};
+use crate::nginx::{Nginx, NginxError};
+use crate::plan::{Plan, ServicePlan};
+use crate::render::{Page, Rendered, Renderer};
+
+/// Why a pass could not make its plan live.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The templates fail whatever the services (a template's own error).
+    #[error("{0}")]
+    Render(String),
+    #[error(transparent)]
+    Install(#[from] InstallError),
+    /// nginx refuses the config even without any changed service (its own config, a file it
+    /// reads, changed under it).
+    #[error("{0}")]
+    Check(String),
+    /// The files are installed and checked, but nginx did not take them.
+    #[error("{0}")]
+    Reload(String),
+}
+
+/// What a pass made live.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// The plan live now: services whose new plan failed are held or excluded in it.
+    pub plan: Plan,
+    pub changed_files: Vec<PathBuf>,
+    pub reloaded: bool,
+    /// Checks spent finding refused services.
+    pub extra_checks: usize,
+}
+
+/// Timings of the last pass, for metrics and logs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Timings {
+    pub check: Option<std::time::Duration>,
+    pub reload: Option<std::time::Duration>,
+}
+
+pub struct ReloadPlane {
+    pub renderer: Renderer,
+    pub page: Page,
+    pub nginx: Nginx,
+    pub dry_run: bool,
+    /// New plans nginx or a template refused, by service, with the reason: the same plan is
+    /// held again without spending a check on it.
+    refused: HashMap<String, (ServicePlan, String)>,
+    /// Files are installed and checked but nginx has not taken them yet.
+    reload_owed: bool,
+    pub timings: Timings,
+}
+
+impl ReloadPlane {
+    pub fn new(renderer: Renderer, page: Page, nginx: Nginx, dry_run: bool) -> Self {
+        ReloadPlane {
+            renderer,
+            page,
+            nginx,
+            dry_run,
+            refused: HashMap::new(),
+            reload_owed: false,
+            timings: Timings::default(),
+        }
+    }
+
+    /// The files the templates write (crash recovery looks at them).
+    pub fn destinations(&self) -> Vec<PathBuf> {
+        self.renderer
+            .specs()
+            .iter()
+            .map(|s| s.dest.clone())
+            .collect()
+    }
+
+    /// Makes `new` live on top of `base` (the plan live now).
+    pub async fn apply(&mut self, mut new: Plan, base: &Plan) -> Result<Applied, ApplyError> {
+        self.timings = Timings::default();
+        let known: Vec<(String, String)> = self
+            .refused
+            .iter()
+            .filter(|(name, (plan, _))| new.services.get(*name) == Some(plan))
+            .map(|(name, (_, why))| (name.clone(), why.clone()))
+            .collect();
+        let fresh = new.clone();
+        for (name, why) in known {
+            hold_or_exclude(&mut new, base, &fresh, &name, &why);
+        }
+        let (_, culprits) = self
+            .renderer
+            .render_isolating(&new, &self.page)
+            .map_err(ApplyError::Render)?;
+        let fresh = new.clone();
+        for (name, why) in culprits {
+            let why = format!("a template cannot print it: {why}");
+            self.remember(&fresh, &name, &why);
+            hold_or_exclude(&mut new, base, &fresh, &name, &why);
+        }
+        let files = self.render(&new)?;
+        if self.dry_run {
+            print_files(&files);
+            return Ok(Applied {
+                plan: new,
+                ..Applied::default()
+            });
+        }
+        let (staged, plan, extra_checks) = match self.stage_checked(&files).await {
+            Ok(staged) => (staged, new, 0),
+            Err(ApplyError::Check(why)) => self.isolate_refused(new, base, why).await?,
+            Err(e) => return Err(e),
+        };
+        let changed_files = staged.changed.clone();
+        staged.commit();
+        for name in plan.services.keys() {
+            if plan.services[name].held.is_none() && plan.services[name].excluded.is_none() {
+                self.refused.remove(name);
+            }
+        }
+        let reloaded = self.reload_if(!changed_files.is_empty()).await?;
+        Ok(Applied {
+            plan,
+            changed_files,
+            reloaded,
+            extra_checks,
+        })
+    }
+
+    /// nginx refused the whole new plan: find the changes it refuses, make the rest live.
+    async fn isolate_refused(
+        &mut self,
+        new: Plan,
+        base: &Plan,
+        why: String,
+    ) -> Result<(Staged, Plan, usize), ApplyError> {
+        tracing::warn!(error = %why, "nginx refused the new config; finding the services it refuses");
+        let suspects = changed(base, &new);
+        let found = {
+            let this = &*self;
+            isolate(base, &new, suspects, |candidate| async move {
+                let files = this.render(&candidate).map_err(|e| e.to_string())?;
+                match this.stage_checked(&files).await {
+                    Ok(staged) => {
+                        staged.rollback();
+                        Ok(())
+                    }
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
+        };
+        let mut plan = merge(base, &new, &found.clean);
+        for (name, why) in &found.refused {
+            let why = format!("nginx refused its new config: {why}");
+            self.remember(&new, name, &why);
+            hold_or_exclude(&mut plan, base, &new, name, &why);
+            tracing::warn!(service = %name, reason = %why, "service held at its last good config");
+        }
+        let files = self.render(&plan)?;
+        let staged = self.stage_checked(&files).await?;
+        Ok((staged, plan, found.checks))
+    }
+
+    fn remember(&mut self, new: &Plan, name: &str, why: &str) {
+        if let Some(p) = new.services.get(name) {
+            self.refused
+                .insert(name.to_string(), (p.clone(), why.to_string()));
+        }
+    }
+
+    fn render(&self, plan: &Plan) -> Result<Rendered, ApplyError> {
+        let served: Vec<&ServicePlan> = plan.served().collect();
+        self.renderer
+            .render(&self.page.context(&served))
+            .map_err(ApplyError::Render)
+    }
+
+    /// Installs `files` and checks them; a refused config is rolled back before answering.
+    async fn stage_checked(&self, files: &Rendered) -> Result<Staged, ApplyError> {
+        let staged = install::stage(files)?;
+        if staged.changed.is_empty() {
+            return Ok(staged);
+        }
+        let started = std::time::Instant::now();
+        let checked = self.nginx.check().await;
+        tracing::debug!(
+            check_us = started.elapsed().as_micros() as u64,
+            "nginx check"
+        );
+        match checked {
+            Ok(()) => Ok(staged),
+            Err(NginxError::CheckFailed { output, .. }) => {
+                staged.rollback();
+                Err(ApplyError::Check(output))
+            }
+            Err(e) => {
+                staged.rollback();
+                Err(ApplyError::Check(e.to_string()))
+            }
+        }
+    }
+
+    /// Reloads when files changed or an earlier reload did not take.
+    async fn reload_if(&mut self, changed: bool) -> Result<bool, ApplyError> {
+        if !changed && !self.reload_owed {
+            return Ok(false);
+        }
+        self.reload_owed = true;
+        let started = std::time::Instant::now();
+        let reloaded = self
+            .nginx
+            .reload()
+            .await
+            .map_err(|e| ApplyError::Reload(e.to_string()))?;
+        self.timings.reload = Some(started.elapsed());
+        self.reload_owed = false;
+        Ok(reloaded)
+    }
+}
+
+fn print_files(files: &Rendered) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    for (dest, bytes) in files {
+        let _ = writeln!(
+            out,
+            "# ---- {} ----\n{}",
+            dest.display(),
+            String::from_utf8_lossy(bytes)
+        );
+    }
+}
