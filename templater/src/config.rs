@@ -62,7 +62,7 @@ pub struct Common {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: watch Consul, render, install, reload nginx.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Make COLOR (default: the other colour) active, canary 0.
     Flip(FlipArgs),
     /// Send PERCENT (0-100) of traffic to the colours other than the active one.
@@ -88,6 +88,8 @@ pub struct FlipArgs {
 #[derive(Debug, Args)]
 pub struct CanaryArgs {
     pub service: String,
+    /// A whole percentage from 0 to 100 (anything else is refused with exit 2).
+    #[arg(allow_hyphen_values = true)]
     pub percent: String,
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]

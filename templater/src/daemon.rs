@@ -30,6 +30,9 @@ use crate::rerender::Rerender;
 use crate::settings::Settings;
 use crate::watch::{watch_settings, CatalogWatcher, View};
 
+/// How long a refused config waits before it is tried again (edits and Consul changes retry
+/// at once).
+const RETRY_REFUSED: Duration = Duration::from_secs(30);
 /// How long a template edit must settle before it is read.
 const EDIT_SETTLE: Duration = Duration::from_millis(100);
 
@@ -124,6 +127,7 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
         publisher,
         backoff: Box::new(swarmgate_runtime::retry::default_backoff()),
         retry_at: None,
+        warned: Default::default(),
         cfg,
     };
     let result = daemon
@@ -149,6 +153,8 @@ struct Daemon {
     backoff: Box<dyn Iterator<Item = Duration> + Send>,
     /// When a failed pass (or an unwritten record) is tried again.
     retry_at: Option<Instant>,
+    /// Plan warnings already logged.
+    warned: std::collections::HashSet<(String, String)>,
 }
 
 impl Daemon {
@@ -222,8 +228,10 @@ impl Daemon {
             Some(&self.live),
             &Disk,
         );
+        self.warn_once(&new);
         let result = self.plane.apply(new, &self.live).await;
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pass");
+        let refused = matches!(result, Err(ApplyError::Render(_) | ApplyError::Check(_)));
         let outcome = match result {
             Ok(applied) => {
                 if !applied.changed_files.is_empty() {
@@ -274,18 +282,41 @@ impl Daemon {
             Ok(_) if published => {
                 self.backoff = Box::new(swarmgate_runtime::retry::default_backoff());
             }
-            Ok(_) => self.retry_later("writing records to consul failed"),
+            Ok(_) => self.retry_later("writing records to consul failed", false),
             Err(e) => {
                 tracing::error!(error = %e, "render pass failed; the last good config stays live");
-                self.retry_later("the pass failed");
+                self.retry_later("the pass failed", refused);
             }
         }
         swarmgate_runtime::memory::release_free_memory();
-        outcome.map(drop)
+        match outcome {
+            Ok(_) if !published && self.cfg.once => Err(
+                "the config is live but this edge's records could not be written to consul".into(),
+            ),
+            other => other.map(drop),
+        }
     }
 
-    fn retry_later(&mut self, why: &str) {
+    /// Logs each service's plan warnings (a public setting ignored, a contested host) once.
+    fn warn_once(&mut self, plan: &Plan) {
+        for s in plan.services.values() {
+            for w in &s.warnings {
+                if self.warned.insert((s.name.clone(), w.clone())) {
+                    tracing::warn!(service = %s.name, warning = %w, "service setting ignored");
+                }
+            }
+        }
+    }
+
+    /// Schedules the next try. A config refused whatever the services (a template, or nginx's
+    /// own config) is tried again slowly: only an operator's fix can change the answer.
+    fn retry_later(&mut self, why: &str, refused: bool) {
         let delay = self.backoff.next().unwrap_or(Duration::from_secs(10));
+        let delay = if refused {
+            delay.max(RETRY_REFUSED)
+        } else {
+            delay
+        };
         tracing::info!(delay_ms = delay.as_millis() as u64, "{why}; retrying");
         self.retry_at = Some(Instant::now() + delay);
     }

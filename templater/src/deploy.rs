@@ -268,24 +268,27 @@ impl Deploy {
         index: u64,
         timeout: Duration,
     ) -> Result<String, DeployError> {
-        let edges = self.running_edges().await?;
-        if edges.is_empty() {
-            return Err(DeployError::NotLive(
-                timeout,
-                "no templater is running with this --kv-prefix (no fresh status record)".into(),
-            ));
-        }
         let dir = self.keys.installed_dir(service);
         let token = CancellationToken::new();
         let verdict: RefCell<Option<Result<String, String>>> = RefCell::new(None);
-        let last = RefCell::new(format!("waiting for {}", edges.join(", ")));
+        let last = RefCell::new(
+            "no templater has reported (is one running with this --kv-prefix?)".to_string(),
+        );
+        // Each wake-up reads which edges are running, then judges their records.
         let watching = watch(
-            Duration::from_secs(30),
+            Duration::from_secs(5),
             |opts| {
                 let (client, dir) = (self.client.clone(), dir.clone());
-                async move { client.kv_list(&dir, &opts, true).await }
+                async move {
+                    let (pairs, meta) = client.kv_list(&dir, &opts, true).await?;
+                    let edges = self.running_edges().await?;
+                    Ok(((pairs, edges), meta))
+                }
             },
-            |pairs: Vec<swarmgate_consul::KvPair>, _| {
+            |(pairs, edges): (Vec<swarmgate_consul::KvPair>, Vec<String>), _| {
+                if edges.is_empty() {
+                    return;
+                }
                 let records: Vec<Installed> = pairs
                     .iter()
                     .filter(|p| self.keys.parse_installed(&p.key).is_some())
@@ -315,7 +318,7 @@ impl Deploy {
     }
 
     /// The edges whose status record has a recent heartbeat.
-    async fn running_edges(&self) -> Result<Vec<String>, DeployError> {
+    async fn running_edges(&self) -> swarmgate_consul::Result<Vec<String>> {
         let (pairs, _) = self
             .client
             .kv_list(&self.keys.status_dir(), &QueryOptions::default(), true)

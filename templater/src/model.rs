@@ -51,7 +51,8 @@ impl Catalog {
     }
 }
 
-/// Something dropped from an instance that is otherwise used (a tag, a meta entry).
+/// Something left out, said once in the log: an unusable registration, or a tag or meta entry
+/// dropped from an instance that is otherwise used.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dropped {
     pub what: String,
@@ -120,15 +121,29 @@ impl Builder {
             reason,
         };
         if let Err(e) = rules::service_name(&name) {
-            self.catalog
-                .unnamed
-                .push(invalid(format!("service name {name:?}: {e}")));
+            let why = format!("service name {name:?}: {e}");
+            self.dropped.push(Dropped {
+                what: format!("instance {:?} on {}", svc.id, node.node),
+                why: why.clone(),
+            });
+            self.catalog.unnamed.push(invalid(why));
             return;
         }
+        let what = format!(
+            "service {name:?} instance {id:?} on {}",
+            node.node,
+            id = svc.id
+        );
         let view = self.catalog.services.entry(name).or_default();
         match instance(node, svc, health, &mut self.dropped) {
             Ok(inst) => view.instances.push(inst),
-            Err(reason) => view.invalid.push(invalid(reason)),
+            Err(reason) => {
+                self.dropped.push(Dropped {
+                    what,
+                    why: reason.clone(),
+                });
+                view.invalid.push(invalid(reason));
+            }
         }
     }
 

@@ -105,7 +105,11 @@ fn unusable_instances_are_kept_aside_with_their_reason() {
     let ok = &cat.services["ok"].instances[0];
     assert_eq!(ok.tags, ["fine"]);
     assert_eq!(ok.meta.keys().collect::<Vec<_>>(), ["ns"]);
-    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert_eq!(
+        dropped.len(),
+        6,
+        "2 entries and 4 registrations: {dropped:?}"
+    );
 }
 
 #[test]

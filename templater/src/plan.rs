@@ -192,7 +192,8 @@ pub fn build(
             .iter()
             .map(|(name, view)| {
                 let s = settings.get(name).unwrap_or(&NONE);
-                (name.clone(), service(name, view, s, opts, files))
+                let before = previous.and_then(|p| p.services.get(name));
+                (name.clone(), service(name, view, s, opts, before, files))
             })
             .collect(),
     };
@@ -210,6 +211,7 @@ fn service(
     view: &ServiceView,
     s: &DeploySettings,
     opts: &PlanOptions,
+    before: Option<&ServicePlan>,
     files: &dyn FileProbe,
 ) -> ServicePlan {
     let mut p = ServicePlan {
@@ -256,7 +258,22 @@ fn service(
             None => healthy.push(i),
         }
     }
-    virtual_host(&mut p, view, opts, files);
+    match before.filter(|_| {
+        !view
+            .instances
+            .iter()
+            .any(|i| i.health == CheckStatus::Passing)
+    }) {
+        // No instance passes: the service stays published as it was (nginx answers 502)
+        // rather than vanishing into the default 404.
+        Some(b) => {
+            p.public = b.public;
+            p.host = b.host.clone();
+            p.tls = b.tls.clone();
+            p.sticky = b.sticky.clone();
+        }
+        None => virtual_host(&mut p, view, opts, files),
+    }
     assign(&mut p, &healthy, opts);
     if let Err(e) = rules::plain_name(name) {
         p.excluded = Some(format!("unservable: the name {e} in an nginx upstream"));

@@ -226,6 +226,24 @@ fn a_critical_instance_cannot_publish_its_service_or_set_its_tls() {
 }
 
 #[test]
+fn a_service_whose_instances_all_fail_stays_published_as_it_was() {
+    let cat = |health| catalog(vec![("web", vec![inst("a", &["public"], health)])]);
+    let before = plan(&cat(CheckStatus::Passing), &Settings::new(), &opts());
+    let p = build(
+        &cat(CheckStatus::Critical),
+        &Settings::new(),
+        &opts(),
+        Some(&before),
+        &Files(&[]),
+    );
+    let web = &p.services["web"];
+    assert!(
+        web.public && web.instances.is_empty(),
+        "published, answering 502"
+    );
+}
+
+#[test]
 fn missing_tls_files_exclude_the_service_alone() {
     let mut a = inst("a", &["public"], CheckStatus::Passing);
     a.meta.insert("tls_cert".into(), "/nonexistent.pem".into());

@@ -89,8 +89,10 @@ impl Publisher {
                 tracing::warn!(service = %name, reason = %why, "service not served as consul says");
             }
         }
-        let records_ok = self.publish_installed(live).await;
+        // The status record first: a deploy waiting on the installed records reads it to know
+        // which edges must take the change.
         let status_ok = self.write_status(false).await;
+        let records_ok = self.publish_installed(live).await;
         records_ok && status_ok
     }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::install::{self, InstallError, Staged};
 use crate::isolate::{changed, hold_or_exclude, isolate, merge};
-use crate::nginx::{Nginx, NginxError};
+use crate::nginx::Nginx;
 use crate::plan::{Plan, ServicePlan};
 use crate::render::{Page, Rendered, Renderer};
 
@@ -141,6 +141,15 @@ impl ReloadPlane {
         base: &Plan,
         why: String,
     ) -> Result<(Staged, Plan, usize), ApplyError> {
+        // When nginx refuses even what is live now, no service is to blame: nginx's own config
+        // or a file it reads changed under it.
+        let base_files = self.render(base)?;
+        if let Err(e) = self.stage_checked(&base_files).await.map(Staged::rollback) {
+            return Err(match e {
+                ApplyError::Check(_) => ApplyError::Check(why),
+                other => other,
+            });
+        }
         tracing::warn!(error = %why, "nginx refused the new config; finding the services it refuses");
         let suspects = changed(base, &new);
         let found = {
@@ -197,10 +206,6 @@ impl ReloadPlane {
         );
         match checked {
             Ok(()) => Ok(staged),
-            Err(NginxError::CheckFailed { output, .. }) => {
-                staged.rollback();
-                Err(ApplyError::Check(output))
-            }
             Err(e) => {
                 staged.rollback();
                 Err(ApplyError::Check(e.to_string()))

@@ -1,5 +1,6 @@
 //! The deploy CLI as a CI step runs it: exit codes, refusals, `--force`, check-and-set under
-//! concurrent deploys, `status --json`, and `--wait-live` with no templater running.
+//! concurrent deploys, `status` read back from the edges, and `--wait-live` with no templater
+//! running.
 
 mod common;
 
@@ -136,9 +137,12 @@ async fn concurrent_deploys_never_interleave() {
     }
 }
 
+/// `status` shows what the edge serves, read back from the edge's own record: its options
+/// (`--no-backup`), its validation (a hostile address gets no share), its shares.
 #[tokio::test]
-async fn status_json_reports_colours_health_and_shares() {
+async fn status_shows_the_plan_each_edge_has_live() {
     let consul = ConsulAgent::start().await;
+    let nginx = testkit::NginxServer::start().await;
     let svc = unique("stat");
     for (id, color, status) in [
         ("b1", "blue", "passing"),
@@ -149,36 +153,77 @@ async fn status_json_reports_colours_health_and_shares() {
     ] {
         register(&consul, id, &svc, 1000, &[color], status).await;
     }
+    consul
+        .put_json(
+            "/v1/agent/service/register",
+            &serde_json::json!({"ID": "evil", "Name": svc, "Address": "127.0.0.1;include /etc/passwd",
+                                "Port": 80, "Tags": ["blue"]}),
+        )
+        .await
+        .expect("register evil");
     assert_eq!(cli_text(&consul, &["flip", &svc, "blue"]).0, 0);
-    assert_eq!(cli_text(&consul, &["canary", &svc, "10"]).0, 0);
-    let out = cli(&consul, &["status", &svc, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let (code, text) = cli_text(&consul, &["status", &svc]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("no edge reports serving it"), "{text}");
+
+    let _edge = start_templater(&consul, &nginx, &["--no-backup"]);
+    let (code, out) = cli_text(&consul, &["canary", &svc, "10", "--wait-live", "20"]);
+    assert_eq!(code, 0, "{out}");
+    let report = status_json(&consul, &svc);
     let s = &report["services"][0];
     assert_eq!(s["active"], "blue");
     assert_eq!(s["canary"], 10);
     assert_eq!(s["colors"]["green"]["instances"], 2);
     assert_eq!(s["colors"]["green"]["healthy"], 1);
+    assert_eq!(s["invalid"][0]["id"], "evil", "{s}");
+    let plan = &s["edges"][0]["plan"];
     let share = |id: &str| {
-        s["instances"]
+        plan["instances"]
             .as_array()
             .expect("list")
             .iter()
             .find(|i| i["id"] == id)
-            .expect("instance")["share"]
-            .as_f64()
-            .expect("share")
+            .map(|i| i["share"].as_f64().expect("share"))
     };
-    assert!((share("b1") - 30.0).abs() < 1e-9, "{s}");
-    assert!((share("g1") - 10.0).abs() < 1e-9, "{s}");
-    assert_eq!(share("g2"), 0.0);
+    assert!((share("b1").expect("b1") - 30.0).abs() < 1e-9, "{plan}");
+    assert!((share("g1").expect("g1") - 10.0).abs() < 1e-9, "{plan}");
+    assert_eq!(share("g2"), None, "critical: left out");
+    assert_eq!(share("evil"), None, "a hostile address never gets a share");
+    assert!(
+        s["edges"][0]["differences"]
+            .as_array()
+            .expect("list")
+            .is_empty(),
+        "{s}"
+    );
+
+    // Canary 0 under the edge's --no-backup: green is left out, not a backup.
+    let (code, out) = cli_text(&consul, &["canary", &svc, "0", "--wait-live", "20"]);
+    assert_eq!(code, 0, "{out}");
+    let report = status_json(&consul, &svc);
+    let plan = &report["services"][0]["edges"][0]["plan"];
+    let left: Vec<_> = plan["left_out"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|l| l["reason"] == "no_backup")
+        .map(|l| l["id"].as_str().expect("id").to_string())
+        .collect();
+    assert_eq!(left, ["g1"], "{plan}");
+    assert_eq!(report["edges"][0]["options"]["backup_inactive"], false);
     let (code, text) = cli_text(&consul, &["status"]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains(&svc) && text.contains("canary=10%"), "{text}");
+    assert!(text.contains(&svc) && text.contains("canary=0%"), "{text}");
+}
+
+fn status_json(consul: &ConsulAgent, svc: &str) -> serde_json::Value {
+    let out = cli(consul, &["status", svc, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json")
 }
 
 #[tokio::test]

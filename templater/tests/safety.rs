@@ -58,7 +58,7 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     std::fs::write(&src, format!("{GOOD}\nthis_is_not_a_directive on;\n")).expect("break");
     eventually(WAIT, "check failure counted", || async {
         let m = t.metrics().await;
-        if m.contains("templater_check_failures_total 1") {
+        if testkit::metrics::sample(&m, "templater_check_failures_total") == Some(1.0) {
             Ok(())
         } else {
             anyhow::bail!(m)
@@ -76,7 +76,10 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
         "no journal or temp file left: {leftovers:?}"
     );
     assert!(t.log().contains("this_is_not_a_directive"), "{}", t.log());
-    assert!(t.metrics().await.contains("templater_last_pass_failed 1"));
+    assert_eq!(
+        testkit::metrics::sample(&t.metrics().await, "templater_last_pass_failed"),
+        Some(1.0)
+    );
     let (_, status) = cli_text(&consul, &["status", &svc]);
     assert!(
         status.contains("last error") && status.contains("nginx check"),
@@ -95,7 +98,7 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     .await;
     eventually(WAIT, "healthy", || async {
         let m = t.metrics().await;
-        if m.contains("templater_last_pass_failed 0") {
+        if testkit::metrics::sample(&m, "templater_last_pass_failed") == Some(0.0) {
             Ok(())
         } else {
             anyhow::bail!(m)
@@ -125,17 +128,28 @@ async fn a_failing_check_command_installs_nothing_and_says_so() {
             "sh -c 'echo refused by policy >&2; exit 3'",
         ],
     );
-    eventually(WAIT, "check failure counted", || async {
-        let m = t.metrics().await;
-        anyhow::ensure!(m.contains("templater_last_pass_failed 1"), "{m}");
-        Ok(())
-    })
+    // Between passes (the failed pass is retried, slowly) the directory is as it was.
+    let renders = |m: &str| testkit::metrics::sample(m, "templater_renders_total");
+    eventually(
+        WAIT,
+        "a failed pass, settled, installed nothing",
+        || async {
+            let before = t.metrics().await;
+            anyhow::ensure!(
+                testkit::metrics::sample(&before, "templater_last_pass_failed") == Some(1.0),
+                "{before}"
+            );
+            let files: Vec<_> = std::fs::read_dir(nginx.conf_d())?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<Result<_, _>>()?;
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let after = t.metrics().await;
+            anyhow::ensure!(renders(&before) == renders(&after), "a pass ran meanwhile");
+            assert!(files.is_empty(), "nothing installed: {files:?}");
+            Ok(())
+        },
+    )
     .await;
-    let files: Vec<_> = std::fs::read_dir(nginx.conf_d())
-        .expect("ls")
-        .map(|e| e.expect("e").file_name())
-        .collect();
-    assert!(files.is_empty(), "nothing installed: {files:?}");
     assert!(t.log().contains("refused by policy"), "{}", t.log());
     let (_, status) = cli_text(&consul, &["status", &svc]);
     assert!(status.contains("refused by policy"), "{status}");
@@ -283,7 +297,7 @@ async fn once_and_dry_run() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("upstream {svc} {{")) && stdout.contains("127.0.0.1:8080"),
+        stdout.contains(&format!("upstream sg_{svc} {{")) && stdout.contains("127.0.0.1:8080"),
         "{stdout}"
     );
     assert_eq!(

@@ -10,6 +10,7 @@
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`daemons`]: the registrator and the templater as every suite starts them.
 //! - [`nginx`]: a real nginx on a free port, and busybox httpd backends.
+//! - [`metrics`]: samples from a Prometheus exposition.
 //! - [`http`]: requests through nginx on new connections, tallies, load with failure counts.
 //! - [`report`]: the fault suite's rows (scenario, checked, result, figure).
 
@@ -18,6 +19,7 @@ pub mod daemons;
 pub mod docker;
 pub mod eventually;
 pub mod http;
+pub mod metrics;
 pub mod nginx;
 pub mod ports;
 pub mod process;
