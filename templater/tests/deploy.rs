@@ -137,6 +137,65 @@ async fn concurrent_deploys_never_interleave() {
     }
 }
 
+/// A second writer between the command's read and its transaction: every command loses
+/// (exit 4) and writes nothing, whatever the timing. Fails when any check-and-set is removed.
+#[tokio::test]
+async fn a_write_between_read_and_commit_always_conflicts() {
+    let consul = ConsulAgent::start().await;
+    let svc = unique("cas");
+    register(&consul, "b1", &svc, 1001, &["blue"], "passing").await;
+    register(&consul, "g1", &svc, 1002, &["green"], "passing").await;
+    assert_eq!(cli_text(&consul, &["flip", &svc, "blue"]).0, 0);
+    assert_eq!(cli_text(&consul, &["flip", &svc, "green"]).0, 0);
+    let proxy =
+        testkit::consul_proxy::ConsulProxy::start(format!("127.0.0.1:{}", consul.http_port)).await;
+    // (command, the key the second writer changes, its new value). Consul ignores a write of
+    // the value a key already holds, so the second writer always changes it.
+    let cases: [(&[&str], &str, &str); 4] = [
+        (&["flip", &svc, "blue"], "active", "blue"),
+        (&["rollback", &svc], "active", "green"),
+        (&["canary", &svc, "20"], "active", "blue"),
+        (&["canary", &svc, "30"], "canary", "7"),
+    ];
+    for (args, raced, value) in cases {
+        let key = format!("deploy/{svc}/{raced}");
+        let (url, k, v) = (consul.url(), key.clone(), value.to_string());
+        proxy.before("PUT", "/v1/txn", move || async move {
+            reqwest::Client::new()
+                .put(format!("{url}/v1/kv/{k}"))
+                .body(v)
+                .send()
+                .await
+                .expect("second writer");
+        });
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_templater"))
+            .args(["--consul", &proxy.url()])
+            .args(args)
+            .output()
+            .await
+            .expect("run");
+        assert!(proxy.fired(), "{args:?}: the second writer ran");
+        assert_eq!(
+            out.status.code(),
+            Some(4),
+            "{args:?} must lose to a write to {key}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            consul.kv(&key).await.expect("kv").as_deref(),
+            Some(value),
+            "{args:?}: the second writer's value stands"
+        );
+        if args[0] == "canary" && raced == "active" {
+            let canary = consul
+                .kv(&format!("deploy/{svc}/canary"))
+                .await
+                .expect("kv");
+            assert_ne!(canary.as_deref(), Some("20"), "the canary was not written");
+        }
+    }
+}
+
 /// `status` shows what the edge serves, read back from the edge's own record: its options
 /// (`--no-backup`), its validation (a hostile address gets no share), its shares.
 #[tokio::test]

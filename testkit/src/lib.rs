@@ -5,6 +5,7 @@
 //! - [`ports`]: free loopback ports.
 //! - [`eventually`]: bounded waiting, never a bare sleep.
 //! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
+//! - [`consul_proxy`]: an HTTP proxy in front of Consul that runs a hook before a request.
 //! - [`docker`]: the test image and containers that remove themselves.
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
@@ -15,6 +16,7 @@
 //! - [`report`]: the fault suite's rows (scenario, checked, result, figure).
 
 pub mod consul;
+pub mod consul_proxy;
 pub mod daemons;
 pub mod docker;
 pub mod eventually;
