@@ -13,12 +13,10 @@ pub const UNAVAILABLE: u8 = 69;
 pub const FORCED: u8 = 130;
 
 /// Ends a clap parse the way both binaries document: `--help` and `--version` print and exit 0,
-/// anything else prints clap's message and exits [`USAGE`].
+/// anything else (a missing subcommand too) prints clap's message and exits [`USAGE`].
 pub fn clap_exit(error: clap::Error) -> ! {
     let code = match error.kind() {
-        clap::error::ErrorKind::DisplayHelp
-        | clap::error::ErrorKind::DisplayVersion
-        | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => SUCCESS,
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => SUCCESS,
         _ => USAGE,
     };
     let _ = error.print();

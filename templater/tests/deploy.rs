@@ -287,6 +287,10 @@ fn status_json(consul: &ConsulAgent, svc: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn acl_default_deny_names_the_missing_permissions() {
+    let row = testkit::report::Row::start(
+        "templater with Consul ACLs, default deny",
+        "without a token: the CLI exits 1 naming key_prefix, the daemon renders nothing and names the missing read permissions; with a token holding README's policy: flip and run --once succeed",
+    );
     let consul = ConsulAgent::start_with(&["-hcl", &ConsulAgent::acl_hcl()]).await;
     let svc = unique("locked");
     let token = consul
@@ -364,10 +368,5 @@ async fn acl_default_deny_names_the_missing_permissions() {
         "rendered with the minimal token"
     );
     let _ = std::fs::remove_dir_all(&dir);
-    testkit::report::record(
-        "templater with Consul ACLs, default deny",
-        "without a token: the CLI exits 1 naming key_prefix, the daemon renders nothing and names the missing read permissions; with a token holding README's policy: flip and run --once succeed",
-        "pass",
-        "—",
-    );
+    row.pass("—");
 }

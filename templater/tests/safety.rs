@@ -8,10 +8,14 @@ use std::time::Duration;
 use common::*;
 use testkit::{eventually, unique, Backend, ConsulAgent, NginxServer};
 
-const GOOD: &str = "{% for s in services %}upstream {{ s.name }} {\n{% for i in s.instances %}    server {{ i.server }} weight={{ i.weight }}{% if i.backup %} backup{% endif %};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\n{% endfor %}";
+const GOOD: &str = "{% for s in services %}upstream {{ s.upstream }} {\n{% for i in s.instances %}    server {{ i.server }} weight={{ i.weight }}{% if i.backup %} backup{% endif %};\n{% else %}    server 127.0.0.1:9 down;\n{% endfor %}}\nserver {\n    listen {{ listen }};\n    server_name {{ s.name }}.localhost;\n    location / { proxy_pass http://{{ s.upstream }}; }\n}\n{% endfor %}";
 
 #[tokio::test]
 async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
+    let row = testkit::report::Row::start(
+        "a template that renders invalid nginx syntax",
+        "`nginx -t` fails: the file on disk and nginx's live config stay the last good ones, no temp or journal file is left; the error is in the log, /metrics and `templater status`; fixing the template recovers",
+    );
     let consul = ConsulAgent::start().await;
     let nginx = NginxServer::start().await;
     let svc = unique("edit");
@@ -53,6 +57,14 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     })
     .await;
     let good = read();
+    eventually(WAIT, "the edit is live (second reload)", || async {
+        let reloads = testkit::metrics::sample(&t.metrics().await, "templater_reloads_total");
+        anyhow::ensure!(reloads == Some(2.0), "{reloads:?}");
+        Ok(())
+    })
+    .await;
+    let generation = nginx.workers();
+    assert!(!generation.is_empty(), "nginx runs workers");
 
     // A template that renders invalid nginx: the check fails, nothing changes, it is reported.
     std::fs::write(&src, format!("{GOOD}\nthis_is_not_a_directive on;\n")).expect("break");
@@ -66,6 +78,14 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     })
     .await;
     assert_eq!(read(), good, "the file on disk is the last good one");
+    assert_eq!(nginx.workers(), generation, "nginx was not reloaded");
+    assert_eq!(
+        fetch(&nginx, &format!("{svc}.localhost"))
+            .await
+            .expect("served"),
+        "x",
+        "nginx still serves the last good config"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(nginx.conf_d())
         .expect("ls")
         .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
@@ -105,21 +125,21 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
         }
     })
     .await;
-    testkit::report::record(
-        "a template that renders invalid nginx syntax",
-        "`nginx -t` fails: the file on disk and nginx's live config stay the last good ones, no temp or journal file is left; the error is in the log, /metrics and `templater status`; fixing the template recovers",
-        "pass",
-        "—",
-    );
+    row.pass("—");
 }
 
 #[tokio::test]
 async fn a_failing_check_command_installs_nothing_and_says_so() {
+    let row = testkit::report::Row::start(
+        "a check command that fails",
+        "nothing is installed (the directory stays as it was), nginx is not signalled; the check's own message is in the log, /metrics and `templater status`",
+    );
     let consul = ConsulAgent::start().await;
     let nginx = NginxServer::start().await;
     let svc = unique("refused");
     let backend = Backend::start("x");
     register(&consul, "r1", &svc, backend.port, &["public"], "passing").await;
+    let generation = nginx.workers();
     let t = start_templater(
         &consul,
         &nginx,
@@ -150,15 +170,11 @@ async fn a_failing_check_command_installs_nothing_and_says_so() {
         },
     )
     .await;
+    assert_eq!(nginx.workers(), generation, "nginx was not signalled");
     assert!(t.log().contains("refused by policy"), "{}", t.log());
     let (_, status) = cli_text(&consul, &["status", &svc]);
     assert!(status.contains("refused by policy"), "{status}");
-    testkit::report::record(
-        "a check command that fails",
-        "nothing is installed (the directory stays as it was), nginx is not signalled; the check's own message is in the log, /metrics and `templater status`",
-        "pass",
-        "—",
-    );
+    row.pass("—");
 }
 
 #[tokio::test]

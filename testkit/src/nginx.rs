@@ -77,6 +77,19 @@ impl NginxServer {
             .expect("pid number")
     }
 
+    /// The worker pids of the master, from /proc: the same set means no reload took place.
+    pub fn workers(&self) -> Vec<u32> {
+        let pid = self.master_pid();
+        let mut pids: Vec<u32> =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect();
+        pids.sort_unstable();
+        pids
+    }
+
     /// nginx's error log so far.
     pub fn error_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()

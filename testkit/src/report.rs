@@ -1,11 +1,46 @@
-//! The fault suite's report: each scenario test records what it checked, its result and its
-//! figure (time to converge, requests lost). Lines go to stderr always, and are appended as
-//! tab-separated rows to the file named by `SWARMGATE_REPORT` when it is set, from which
-//! `scripts/fault-report` builds README's table.
+//! The fault suite's report: each scenario test opens a [`Row`] (scenario, what it checks) and
+//! calls [`Row::pass`] with its figure (time to converge, requests lost) once every assertion
+//! held; a row dropped without passing — the test panicked — records `fail`. Lines go to
+//! stderr always, and are appended as tab-separated rows to the file named by
+//! `SWARMGATE_REPORT` when it is set, from which `scripts/fault-report` builds README's table.
 
 use std::io::Write;
 
-/// Records one scenario row.
+/// One scenario's row, recorded when it is passed or dropped.
+#[derive(Debug)]
+pub struct Row {
+    scenario: String,
+    checked: String,
+    figure: Option<String>,
+}
+
+impl Row {
+    /// Opens the row of `scenario`, which checks `checked`.
+    pub fn start(scenario: &str, checked: &str) -> Row {
+        Row {
+            scenario: scenario.into(),
+            checked: checked.into(),
+            figure: None,
+        }
+    }
+
+    /// Every check held: records `pass` with `figure` ("—" when there is none).
+    pub fn pass(mut self, figure: &str) {
+        self.figure = Some(figure.into());
+    }
+}
+
+impl Drop for Row {
+    fn drop(&mut self) {
+        let (result, figure) = match &self.figure {
+            Some(f) if !std::thread::panicking() => ("pass", f.as_str()),
+            _ => ("fail", "—"),
+        };
+        record(&self.scenario, &self.checked, result, figure);
+    }
+}
+
+/// Records one scenario row as seen; prefer [`Row`], which records what the test saw.
 pub fn record(scenario: &str, checked: &str, result: &str, figure: &str) {
     let clean = |s: &str| s.replace(['\t', '\n', '|'], " ");
     let row = format!(

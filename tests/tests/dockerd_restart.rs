@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use swarmgate_e2e::images::bin;
 use testkit::daemons::registrator;
-use testkit::report::{record, secs};
+use testkit::report::secs;
 use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -73,6 +73,10 @@ async fn restart_dockerd() -> (Instant, Instant) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dockerd_restart_is_survived_and_reconciled() {
+    let row = testkit::report::Row::start(
+        "dockerd restarted (SIGTERM, started again; no live-restore)",
+        "the registrator stays up and resubscribes; the container without a restart policy is deregistered, the one with `--restart always` is registered again at its new port",
+    );
     let consul = ConsulAgent::start().await;
     let mut reg = registrator(
         &bin("registrator"),
@@ -156,14 +160,9 @@ async fn dockerd_restart_is_survived_and_reconciled() {
         reg.log()
     );
     assert!(reg.log().contains("resubscribing"), "{}", reg.log());
-    record(
-        "dockerd restarted (SIGTERM, started again; no live-restore)",
-        "the registrator stays up and resubscribes; the container without a restart policy is deregistered, the one with `--restart always` is registered again at its new port",
-        "pass",
-        &format!(
-            "dockerd down {}; Consul matched the running containers {} after it answered again",
-            secs(down),
-            secs(converged)
-        ),
-    );
+    row.pass(&format!(
+        "dockerd down {}; Consul matched the running containers {} after it answered again",
+        secs(down),
+        secs(converged)
+    ));
 }

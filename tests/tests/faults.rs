@@ -10,7 +10,7 @@ use swarmgate_e2e::compose::templater_on_host;
 use swarmgate_e2e::images::bin;
 use testkit::daemons::{registrator, templater};
 use testkit::http::{get, Load};
-use testkit::report::{record, secs};
+use testkit::report::secs;
 use testkit::{eventually, unique, ConsulAgent, Container, NginxServer, TestImage};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -65,6 +65,10 @@ async fn a_minute_without_consul_loses_nothing() {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
+    );
+    let row = testkit::report::Row::start(
+        &format!("Consul unreachable for {} s while containers start and stop", outage.as_secs()),
+        "both daemons stay up; nginx keeps the last good config; catalog, KV and nginx converge when Consul returns (empty)",
     );
     let mut consul = ConsulAgent::start().await;
     let nginx = NginxServer::start().await;
@@ -129,17 +133,12 @@ async fn a_minute_without_consul_loses_nothing() {
     let converged = back.elapsed();
     let totals = load.finish().await;
     assert_eq!(totals.failed, 0, "{totals:?}");
-    record(
-        &format!("Consul unreachable for {} s while containers start and stop", outage.as_secs()),
-        "both daemons stay up; nginx keeps the last good config; catalog, KV and nginx converge when Consul returns (empty)",
-        "pass",
-        &format!(
+    row.pass(&format!(
             "converged {} after Consul returned (the templater holds its last view for --hold 5s while Consul refills); {} requests, {} failed",
             secs(converged),
             totals.ok,
             totals.failed
-        ),
-    );
+        ));
 }
 
 /// True while the templater is between writing and settling an install (journal or temp file).
@@ -177,6 +176,10 @@ async fn templater_sigkilled_mid_install_leaves_a_complete_valid_config() {
         })
     };
     let kills = 30;
+    let row = testkit::report::Row::start(
+        &format!("templater SIGKILLed {kills} times during installs"),
+        "after every kill, the files nginx includes pass `nginx -t`, are whole (balanced braces, final newline); the next start recovers",
+    );
     let mut installs_seen = 0;
     let mut rolled_back = 0;
     let interrupted = "rolled back an install interrupted";
@@ -231,18 +234,17 @@ async fn templater_sigkilled_mid_install_leaves_a_complete_valid_config() {
         rolled_back > 0,
         "no kill landed mid-install ({installs_seen} installs seen): the scenario proved nothing"
     );
-    record(
-        &format!("templater SIGKILLed {kills} times during installs"),
-        "after every kill, the files nginx includes pass `nginx -t`, are whole (balanced braces, final newline); the next start recovers",
-        "pass",
-        &format!(
+    row.pass(&format!(
             "{kills} kills over {installs_seen} installs ({rolled_back} caught mid-install, rolled back at the next start), 0 invalid configs"
-        ),
-    );
+        ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn consul_over_tls_with_client_certificates() {
+    let row = testkit::report::Row::start(
+        "Consul over TLS, client certificates required (CA and certificates made by the test)",
+        "registrator via consul-tls:// and CONSUL_CACERT/CLIENT_CERT/CLIENT_KEY, templater via --ca-cert/--client-cert/--client-key: a container is served; without a client certificate or the CA the CLI fails and says why",
+    );
     let dir = std::env::temp_dir().join(unique("tls"));
     std::fs::create_dir_all(&dir).expect("tls dir");
     let consul_bin = testkit::tool("consul");
@@ -335,16 +337,18 @@ async fn consul_over_tls_with_client_certificates() {
     let (code, _) = templater_on_host(&tls_url, &["status"]);
     assert_ne!(code, 0);
     let _ = std::fs::remove_dir_all(&dir);
-    record(
-        "Consul over TLS, client certificates required (CA and certificates made by the test)",
-        "registrator via consul-tls:// and CONSUL_CACERT/CLIENT_CERT/CLIENT_KEY, templater via --ca-cert/--client-cert/--client-key: a container is served; without a client certificate or the CA the CLI fails and says why",
-        "pass",
-        &format!("container start → served through nginx {}", secs(served)),
-    );
+    row.pass(&format!(
+        "container start → served through nginx {}",
+        secs(served)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_labels_and_kv_never_reach_nginx() {
+    let row = testkit::report::Row::start(
+        "hostile labels and KV values",
+        "labels with ; } newlines # quotes $, over-long (600 B), binary, unicode names, ports 99999 and -1, a duplicate SERVICE_ID; KV canary 101 / ten, active `blue; }`, binary bytes: each rejected with a message naming container and label (or key), or escaped; `nginx -t` passes; none of it in the files nginx reads; CLI exits 2",
+    );
     let consul = ConsulAgent::start().await;
     let nginx = NginxServer::start().await;
     let mut reg = registrator(
@@ -501,10 +505,8 @@ async fn hostile_labels_and_kv_never_reach_nginx() {
         assert!(out.contains(bad_canary), "{out}");
     }
     assert!(reg.alive() && edge.alive(), "no process may crash");
-    record(
-        "hostile labels and KV values",
-        "labels with ; } newlines # quotes $, over-long (600 B), binary, unicode names, ports 99999 and -1, a duplicate SERVICE_ID; KV canary 101 / ten, active `blue; }`, binary bytes: each rejected with a message naming container and label (or key), or escaped; `nginx -t` passes; none of it in the files nginx reads; CLI exits 2",
-        "pass",
-        &format!("{} bad containers skipped, 1 duplicate refused, 0 crashes", bad.len()),
-    );
+    row.pass(&format!(
+        "{} bad containers skipped, 1 duplicate refused, 0 crashes",
+        bad.len()
+    ));
 }

@@ -13,10 +13,14 @@ use swarmgate_e2e::expect::{ok, passing, serves_only, HOST};
 use swarmgate_e2e::swarm::{SwarmLayout, AGENT_IP};
 use swarmgate_e2e::ComposeTool;
 use testkit::http::Load;
-use testkit::report::{record, secs};
+use testkit::report::secs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swarm_layout_survives_losing_the_consul_leader() {
+    let row = testkit::report::Row::start(
+        "3-server Consul cluster: leader SIGKILLed while containers start and stop",
+        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's config; a flip goes through on two servers; the old leader rejoins and agrees",
+    );
     let layout = SwarmLayout::up(ComposeTool::V2, 2).await;
     let consul = layout.agent_consul();
     passing(&consul, "blue", 2).await;
@@ -125,18 +129,13 @@ async fn swarm_layout_survives_losing_the_consul_leader() {
     let totals = load.finish().await;
     assert_eq!(totals.failed, 0, "{totals:?}");
     assert_ne!(new, old);
-    record(
-        "3-server Consul cluster: leader SIGKILLed while containers start and stop",
-        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's config; a flip goes through on two servers; the old leader rejoins and agrees",
-        "pass",
-        &format!(
+    row.pass(&format!(
             "new leader {}, catalog converged {}; {} requests, {} failed; {samples} config samples, 0 losses",
             secs(elected),
             secs(converged),
             totals.ok,
             totals.failed
-        ),
-    );
+        ));
 
     // The old leader comes back and rejoins; the catalog on it agrees.
     victim.compose(&["up", "-d"]);
