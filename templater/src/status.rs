@@ -289,6 +289,9 @@ fn edge_plan_text(out: &mut String, e: &EdgePlan) {
     for l in &e.plan.left_out {
         *out += &format!("    {:<40} left out: {:?}\n", l.id, l.reason);
     }
+    for w in &e.plan.warnings {
+        *out += &format!("    note: {w}\n");
+    }
     for d in &e.differences {
         *out += &format!("    ! {d}\n");
     }

@@ -55,12 +55,13 @@ pub fn templater(
     cmd.args(["--consul", consul_url])
         .args(global)
         .args(["run", "--name", &name])
-        .args(["--output-dir", &nginx.conf_d().display().to_string()])
-        .args(["--nginx-pid", &nginx.pid_file().display().to_string()]);
+        .args(["--output-dir", &nginx.conf_d().display().to_string()]);
     // Defaults the suites want, unless `extra` sets the flag itself (clap refuses repeats).
     let check = nginx.check_command();
     let listen = nginx.port.to_string();
+    let pid = nginx.pid_file().display().to_string();
     for (flag, value) in [
+        ("--nginx-pid", pid.as_str()),
         ("--nginx-check", check.as_str()),
         ("--listen", listen.as_str()),
         ("--wait", "20ms:200ms"),
