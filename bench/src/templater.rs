@@ -241,7 +241,7 @@ async fn large(services: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
             ],
         )?;
         while !std::fs::read_to_string(&file)
-            .is_ok_and(|t| t.contains(&format!("upstream svc{} ", services - 1)))
+            .is_ok_and(|t| t.contains(&format!("upstream sg_svc{} ", services - 1)))
         {
             anyhow::ensure!(t0.elapsed() < Duration::from_secs(30), "no first render");
             tokio::time::sleep(Duration::from_millis(2)).await;
