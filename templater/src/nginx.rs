@@ -122,8 +122,10 @@ fn check_command(cmd: &str) -> tokio::process::Command {
     }
 }
 
-/// The pid in `path`, when it names a running nginx master: a pid file holding `-1`, `0` or
-/// `1`, or the pid of some other program, is never signalled.
+/// The pid in `path`, when it names a running nginx master: a pid file holding `-1` or `0`
+/// (which would signal every process) or the pid of any other program is never signalled.
+/// Pid 1 is signalled only when it is nginx: the master of an nginx container whose pid
+/// namespace the templater shares (the compose edge).
 pub fn master_pid(path: &Path) -> Result<i32, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("pid file {}: {e}", path.display()))?;
@@ -134,7 +136,7 @@ pub fn master_pid(path: &Path) -> Result<i32, String> {
             text.trim()
         )
     })?;
-    if pid <= 1 {
+    if pid <= 0 {
         return Err(format!(
             "pid file {} holds {pid}; refusing to signal it",
             path.display()
