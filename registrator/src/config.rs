@@ -212,7 +212,8 @@ impl TryFrom<Args> for Config {
                 ip_label: a.use_ip_from_label,
                 extra_tags,
                 network: a.network,
-                kv_prefix: a.kv_prefix.trim_matches('/').to_string(),
+                kv_prefix: crate::kv::KvPrefix::new(&a.kv_prefix)
+                    .map_err(|e| ConfigError(e.to_string()))?,
             },
             resync: (a.resync > 0).then(|| Duration::from_secs(a.resync)),
             verify_interval: Duration::from_secs(a.verify_interval),

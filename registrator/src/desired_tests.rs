@@ -7,7 +7,7 @@ fn state(mode: DeregisterMode) -> DesiredState {
     let settings = ModelSettings {
         node: "n".into(),
         fallback_ip: "10.0.0.1".into(),
-        kv_prefix: "services".into(),
+        kv_prefix: crate::kv::KvPrefix::new("services").expect("valid"),
         ..ModelSettings::default()
     };
     DesiredState::new(settings, mode)

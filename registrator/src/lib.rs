@@ -5,6 +5,7 @@
 //! - [`labels`]: `SERVICE_*` labels and env vars, and their validation.
 //! - [`container`]: the facts about a container that decide its services.
 //! - [`service`]: the service model: names, ids, addresses, tags, meta, KV records.
+//! - [`kv`]: the map of KV keys: prefix, `<prefix>/<name>/<id>`, encoding, parsing.
 //! - [`checks`]: Consul checks from labels, and the Docker-health mirror.
 //! - [`docker`]: bollard calls: connect, list, inspect, events.
 //! - [`watcher`]: the task that follows Docker and feeds the registry.
@@ -19,6 +20,7 @@ pub mod config;
 pub mod container;
 pub mod desired;
 pub mod docker;
+pub mod kv;
 pub mod labels;
 pub mod metrics;
 pub mod reconcile;

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use swarmgate_consul::{AgentService, Client, QueryOptions, Result};
 
 use crate::desired::DesiredState;
+use crate::kv::KvPrefix;
 use crate::service::{META_NODE, OWNER_META_KEY, OWNER_META_VALUE};
 
 /// What Consul holds for this node.
@@ -32,23 +33,25 @@ pub struct Findings {
 pub async fn read_view(
     client: &Client,
     node: &str,
-    kv_prefix: &str,
+    kv_prefix: Option<&KvPrefix>,
     full: bool,
 ) -> Result<ConsulView> {
     let filter = format!("Meta[\"{OWNER_META_KEY}\"] == \"{OWNER_META_VALUE}\" and Meta[\"{META_NODE}\"] == \"{node}\"");
     let services = client.agent_services(Some(&filter)).await?;
-    let kv = if full && !kv_prefix.is_empty() {
-        let (pairs, _) = client
-            .kv_list(&format!("{kv_prefix}/"), &QueryOptions::default(), true)
-            .await?;
-        let ours = pairs
-            .into_iter()
-            .filter(|p| record_node(&p.value).as_deref() == Some(node))
-            .map(|p| (p.key, p.value))
-            .collect();
-        Some(ours)
-    } else {
-        None
+    let kv = match kv_prefix.filter(|_| full) {
+        Some(prefix) => {
+            let (pairs, _) = client
+                .kv_list(&prefix.dir(), &QueryOptions::default(), true)
+                .await?;
+            let ours = pairs
+                .into_iter()
+                .filter(|p| prefix.parse(&p.key).is_some())
+                .filter(|p| record_node(&p.value).as_deref() == Some(node))
+                .map(|p| (p.key, p.value))
+                .collect();
+            Some(ours)
+        }
+        None => None,
     };
     Ok(ConsulView { services, kv })
 }
@@ -78,10 +81,10 @@ pub fn compare(view: &ConsulView, desired: &DesiredState) -> Findings {
             f.repair.push(id.clone());
         }
     }
-    let prefix = &desired.settings().kv_prefix;
+    let prefix = desired.settings().kv_prefix.as_ref();
     for (id, have) in &view.services {
         if desired.get(id).is_none() {
-            let key = (!prefix.is_empty()).then(|| format!("{prefix}/{}/{id}", have.service));
+            let key = prefix.map(|p| p.key(&have.service, id));
             f.orphans.push((id.clone(), key));
         }
     }
@@ -112,7 +115,7 @@ mod tests {
         let settings = ModelSettings {
             node: "n".into(),
             fallback_ip: "10.0.0.1".into(),
-            kv_prefix: "services".into(),
+            kv_prefix: crate::kv::KvPrefix::new("services").expect("valid"),
             ..ModelSettings::default()
         };
         let mut d = DesiredState::new(settings, DeregisterMode::Always);

@@ -302,7 +302,7 @@ impl Registry {
         let prefix = self.desired.settings().kv_prefix.clone();
         let started = Instant::now();
         self.jobs.spawn(async move {
-            let result = read_view(&client, &node, &prefix, full).await;
+            let result = read_view(&client, &node, prefix.as_ref(), full).await;
             Outcome::Viewed {
                 full,
                 started,

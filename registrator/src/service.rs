@@ -8,6 +8,7 @@ use swarmgate_consul::ServiceRegistration;
 
 use crate::checks::{docker_health_check, label_check};
 use crate::container::{ContainerInfo, Port, Proto};
+use crate::kv::KvPrefix;
 use crate::labels::{
     check_id, check_name, check_text, split_list, LabelError, ServiceLabels, MAX_META_KEY_LEN,
 };
@@ -42,8 +43,8 @@ pub struct ModelSettings {
     pub extra_tags: Vec<String>,
     /// `--network`: the network whose address a container is registered at.
     pub network: Option<String>,
-    /// `--kv-prefix`; empty turns the KV record off.
-    pub kv_prefix: String,
+    /// `--kv-prefix`; `None` turns the KV record off.
+    pub kv_prefix: Option<KvPrefix>,
 }
 
 /// One service to register, with its KV record.
@@ -176,7 +177,10 @@ fn build_one(
         meta,
         checks,
     };
-    let kv = (!s.kv_prefix.is_empty()).then(|| kv_record(c, s, &registration));
+    let kv = s
+        .kv_prefix
+        .as_ref()
+        .map(|prefix| kv_record(c, s, prefix, &registration));
     Ok(Service {
         registration,
         kv,
@@ -326,8 +330,13 @@ fn meta_of(
     Ok(meta)
 }
 
-fn kv_record(c: &ContainerInfo, s: &ModelSettings, r: &ServiceRegistration) -> (String, Vec<u8>) {
-    let key = format!("{}/{}/{}", s.kv_prefix.trim_end_matches('/'), r.name, r.id);
+fn kv_record(
+    c: &ContainerInfo,
+    s: &ModelSettings,
+    prefix: &KvPrefix,
+    r: &ServiceRegistration,
+) -> (String, Vec<u8>) {
+    let key = prefix.key(&r.name, &r.id);
     let record = KvRecord {
         id: &r.id,
         name: &r.name,

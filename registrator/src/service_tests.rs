@@ -8,7 +8,7 @@ fn settings() -> ModelSettings {
     ModelSettings {
         node: "host1".into(),
         fallback_ip: "192.0.2.1".into(),
-        kv_prefix: "services".into(),
+        kv_prefix: crate::kv::KvPrefix::new("services").expect("valid"),
         ..ModelSettings::default()
     }
 }
@@ -299,7 +299,7 @@ fn docker_health_adds_a_ttl_check_at_the_current_status() {
 #[test]
 fn kv_off_with_empty_prefix() {
     let s = ModelSettings {
-        kv_prefix: String::new(),
+        kv_prefix: None,
         ..settings()
     };
     assert!(
