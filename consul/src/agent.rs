@@ -129,6 +129,18 @@ impl Client {
         Ok(())
     }
 
+    /// Removes one check from the local agent; a check it does not know is not an error.
+    pub async fn deregister_check(&self, check_id: &str) -> Result<()> {
+        let path = format!(
+            "/v1/agent/check/deregister/{}",
+            encode_segment(check_id, false)
+        );
+        match self.put(&path, None).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
     /// Sets a TTL check's status and output.
     pub async fn update_ttl_check(
         &self,

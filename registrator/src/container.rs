@@ -70,9 +70,12 @@ pub struct ContainerInfo {
     /// Docker's health, when the image or container defines a `HEALTHCHECK`.
     pub health: Option<CheckStatus>,
     pub paused: bool,
+    /// `State.StartedAt`: which run of the container this is (every `start` gives a new one).
+    pub started_at: String,
 }
 
-/// Maps a Docker health status string to the Consul status we mirror it as.
+/// Maps a Docker health status (an inspect answer's or a `health_status` event's) to the Consul
+/// status we mirror it as. The only such mapping.
 pub fn docker_health(status: &str) -> Option<CheckStatus> {
     match status {
         "healthy" => Some(CheckStatus::Passing),

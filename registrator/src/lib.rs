@@ -4,41 +4,52 @@
 //! - [`config`]: flags (registrator's spellings), environment, the checked [`config::Config`].
 //! - [`labels`]: `SERVICE_*` labels and env vars, and their validation.
 //! - [`container`]: the facts about a container that decide its services.
+//! - [`phase`]: a container's phase (running, paused, stop requested, exited) and exit rules.
 //! - [`service`]: the service model: names, ids, addresses, tags, meta, KV records.
 //! - [`kv`]: the map of KV keys: prefix, `<prefix>/<name>/<id>`, encoding, parsing.
 //! - [`checks`]: Consul checks from labels, and the Docker-health mirror.
 //! - [`docker`]: bollard calls: connect, list, inspect, events.
 //! - [`watcher`]: the task that follows Docker and feeds the registry.
-//! - [`desired`]: what should be registered, updated by each event.
-//! - [`sync`]: converging one service in Consul.
-//! - [`reconcile`]: comparing Consul with the desired state.
+//! - [`desired`]: what should be registered, updated by each event and listing.
+//! - [`skipped`]: the one event for a service left out (warning and counter together).
+//! - [`sync`]: converging one service on the Consul agent.
+//! - [`records`]: converging KV records, in transactions of up to 64 operations.
+//! - [`reconcile`]: reading what Consul holds and comparing it with the desired state.
 //! - [`registry`]: the task that owns the state and drives Consul.
-//! - [`metrics`]: `/metrics` and `/health`.
+//! - [`upkeep`]: the registry's verify, TTL refresh and shutdown drain.
+//! - [`health`]: the registry's condition, and the `/health` + `/metrics` endpoint.
+//! - [`metrics`]: the counters and gauges.
 
 pub mod checks;
 pub mod config;
 pub mod container;
 pub mod desired;
 pub mod docker;
+pub mod health;
 pub mod kv;
 pub mod labels;
 pub mod metrics;
+pub mod phase;
 pub mod reconcile;
+pub mod records;
 pub mod registry;
 pub mod service;
+pub mod skipped;
 pub mod sync;
+pub mod upkeep;
 pub mod watcher;
 
 use std::sync::Arc;
 
 use swarmgate_consul::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::desired::DesiredState;
+use crate::health::{Condition, Endpoint};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistrySettings};
 use crate::watcher::Watcher;
@@ -61,9 +72,13 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         return Ok(());
     }
     let metrics = Arc::new(Metrics::default());
-    metrics.consul_up.set(1);
+    let (condition_tx, condition) = watch::channel(Condition::default());
     if let Some(addr) = config.metrics_addr {
-        swarmgate_runtime::http::serve(addr, metrics.clone(), token.clone())
+        let endpoint = Endpoint {
+            metrics: metrics.clone(),
+            condition,
+        };
+        swarmgate_runtime::http::serve(addr, Arc::new(endpoint), token.clone())
             .await
             .map_err(RunError::Metrics)?;
     }
@@ -73,7 +88,6 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         docker_host: config.docker_host.clone(),
         resync: config.resync,
         tx,
-        metrics: metrics.clone(),
     };
     tracker.spawn(
         watcher
@@ -87,7 +101,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         deregister_on_shutdown: config.deregister_on_shutdown,
     };
     tracing::info!(consul = %client.address(), node = %config.model.node, "registrator started");
-    Registry::new(client, desired, settings, metrics)
+    Registry::new(client, desired, settings, metrics, condition_tx)
         .run(rx, token.clone())
         .instrument(tracing::info_span!("registry"))
         .await;

@@ -21,8 +21,10 @@ pub struct ConsulView {
 /// What reconciling found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// Desired services that Consul lacks or holds differently: re-send them whole.
+    /// Desired services that the agent lacks or holds differently: re-send them whole.
     pub repair: Vec<String>,
+    /// Desired KV records missing or different: write them again.
+    pub rewrite: Vec<String>,
     /// Services we own that nothing backs: `(service id, KV key)`.
     pub orphans: Vec<(String, Option<String>)>,
     /// KV records we own that no service backs.
@@ -70,15 +72,19 @@ pub fn compare(view: &ConsulView, desired: &DesiredState) -> Findings {
             have.service == reg.name
                 && have.address == reg.address
                 && have.port == reg.port
-                && have.tags.clone().unwrap_or_default() == reg.tags
-                && have.meta.clone().unwrap_or_default() == reg.meta
+                && have.tags.as_deref().unwrap_or_default() == reg.tags.as_slice()
+                && have
+                    .meta
+                    .as_ref()
+                    .map_or(reg.meta.is_empty(), |m| *m == reg.meta)
         });
-        let kv_ok = match (&view.kv, &want.service.kv) {
-            (Some(kv), Some((key, value))) => kv.get(key) == Some(value),
-            _ => true,
-        };
-        if !same || !kv_ok {
+        if !same {
             f.repair.push(id.clone());
+        }
+        if let (Some(kv), Some((key, value))) = (&view.kv, &want.service.kv) {
+            if kv.get(key) != Some(value) {
+                f.rewrite.push(key.clone());
+            }
         }
     }
     let prefix = desired.settings().kv_prefix.as_ref();
@@ -119,7 +125,7 @@ mod tests {
             ..ModelSettings::default()
         };
         let mut d = DesiredState::new(settings, DeregisterMode::Always);
-        d.running(&ContainerInfo {
+        d.listed(&ContainerInfo {
             id: ContainerId("a".into()),
             name: "a".into(),
             image: "app".into(),
@@ -134,6 +140,7 @@ mod tests {
             network_mode: "bridge".into(),
             health: None,
             paused: false,
+            started_at: "t0".into(),
         });
         d
     }
@@ -188,6 +195,7 @@ mod tests {
         };
         let f = compare(&view, &d);
         assert_eq!(f.repair, ["n:a:80"]);
+        assert_eq!(f.rewrite, ["services/app/n:a:80"]);
         assert_eq!(
             f.orphans,
             [(

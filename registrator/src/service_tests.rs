@@ -35,6 +35,7 @@ fn container(labels: &[(&str, &str)], ports: Vec<Port>) -> ContainerInfo {
         network_mode: "bridge".into(),
         health: None,
         paused: false,
+        started_at: "t0".into(),
     }
 }
 
