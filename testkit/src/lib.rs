@@ -6,6 +6,7 @@
 //! - [`eventually`]: bounded waiting, never a bare sleep.
 //! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
 //! - [`docker`]: the test image and containers that remove themselves.
+//! - [`lifecycle`]: apps that drain on SIGTERM, background stops, "still running?".
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`daemons`]: the registrator and the templater as every suite starts them.
@@ -18,6 +19,7 @@ pub mod daemons;
 pub mod docker;
 pub mod eventually;
 pub mod http;
+pub mod lifecycle;
 pub mod nginx;
 pub mod ports;
 pub mod process;
