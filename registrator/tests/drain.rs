@@ -72,8 +72,8 @@ async fn stopping_containers_stay_out_through_resyncs_and_a_restart_brings_one_b
         ran >= Duration::from_secs(3),
         "resyncs happened meanwhile: {ran:?}"
     );
-    for mut s in stops {
-        let _ = s.wait();
+    for s in stops {
+        s.wait();
     }
     // `docker restart` of a stopping container: a new run, back in rotation.
     let restarted = &all[2];

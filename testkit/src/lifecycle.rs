@@ -14,14 +14,31 @@ pub fn draining_app(drain_secs: u32) -> Vec<String> {
     ]
 }
 
+/// A `docker stop` running in the background; waited for on drop.
+pub struct BackgroundStop(Child);
+
+impl BackgroundStop {
+    /// Waits for the stop to return.
+    pub fn wait(mut self) {
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for BackgroundStop {
+    fn drop(&mut self) {
+        let _ = self.0.wait();
+    }
+}
+
 /// `docker stop -t GRACE NAME`, not waited for.
-pub fn stop_in_background(name: &str, grace_secs: u32) -> Child {
-    Command::new("docker")
+pub fn stop_in_background(name: &str, grace_secs: u32) -> BackgroundStop {
+    let child = Command::new("docker")
         .args(["stop", "-t", &grace_secs.to_string(), name])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("run docker stop")
+        .expect("run docker stop");
+    BackgroundStop(child)
 }
 
 /// True while the container runs (a stopping one still does).
