@@ -123,9 +123,18 @@ pub fn check_name(label: &str, value: &str) -> Result<(), LabelError> {
     rules::service_name(value).map_err(|e| LabelError::new(label, e.to_string()))
 }
 
-/// A service id (a name with `:` too; never only dots).
+/// A service id (a name with `:` too; never only dots). Nor may any `/`-separated part be
+/// only dots: Consul's HTTP router cleans `a/../b` out of the deregistration path, so such a
+/// service could never be removed.
 pub fn check_id(label: &str, value: &str) -> Result<(), LabelError> {
-    rules::service_id(value).map_err(|e| LabelError::new(label, e.to_string()))
+    rules::service_id(value).map_err(|e| LabelError::new(label, e.to_string()))?;
+    if value.split('/').any(|part| part.chars().all(|c| c == '.')) {
+        return Err(LabelError::new(
+            label,
+            format!("{value:?} has an empty, . or .. part between slashes"),
+        ));
+    }
+    Ok(())
 }
 
 /// A free-text value (tag, meta value, check parameter): no control characters, bounded size.
@@ -211,6 +220,8 @@ mod tests {
             ),
             (check_name, ".app"),
             (check_id, ".."),
+            (check_id, "a/../../rootkey"),
+            (check_id, "a//b"),
             (check_text, "a\nb"),
             (check_duration, "10"),
         ] {

@@ -7,6 +7,7 @@
 //! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
 //! - [`docker`]: the test image and containers that remove themselves.
 //! - [`lifecycle`]: apps that drain on SIGTERM, background stops, "still running?".
+//! - [`fake_docker`]: a fake Docker daemon whose event stream sends junk.
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`daemons`]: the registrator and the templater as every suite starts them.
@@ -18,6 +19,7 @@ pub mod consul;
 pub mod daemons;
 pub mod docker;
 pub mod eventually;
+pub mod fake_docker;
 pub mod http;
 pub mod lifecycle;
 pub mod nginx;
