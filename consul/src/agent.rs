@@ -37,6 +37,9 @@ pub struct CheckDefinition {
     pub name: String,
     #[serde(rename = "HTTP", default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// The HTTP check's method (GET when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     #[serde(
         rename = "TLSSkipVerify",
         default,

@@ -36,6 +36,7 @@ impl Want {
 /// A container the registrator follows: which run, in which phase, with which services.
 #[derive(Debug)]
 struct Tracked {
+    name: String,
     started_at: String,
     phase: Phase,
     services: Vec<String>,
@@ -93,6 +94,18 @@ impl DesiredState {
 
     pub fn settings(&self) -> &ModelSettings {
         &self.settings
+    }
+
+    /// True when a container of this name runs (or was kept after a failed exit).
+    pub fn runs_container_named(&self, name: &str) -> bool {
+        self.containers
+            .values()
+            .any(|t| t.name == name && t.phase.is_live())
+    }
+
+    /// `-ip NAME` resolved anew; services pick it up as they are rebuilt (every listing does).
+    pub fn set_host_ip(&mut self, ip: String) {
+        self.settings.host_ip = Some(ip);
     }
 
     /// The services left out since the last call, to emit.
@@ -159,6 +172,7 @@ impl DesiredState {
         // Services the container no longer has.
         changed.extend(old.into_keys());
         let tracked = Tracked {
+            name: info.name.clone(),
             started_at: info.started_at.clone(),
             phase,
             services: ids,

@@ -33,6 +33,7 @@ fn info(id: &str, labels: &[(&str, &str)]) -> ContainerInfo {
         health: None,
         paused: false,
         started_at: "t0".into(),
+        config: Default::default(),
     }
 }
 

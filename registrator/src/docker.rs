@@ -10,7 +10,9 @@ use bollard::Docker;
 use futures_util::stream::{self, Stream, StreamExt};
 use swarmgate_consul::CheckStatus;
 
-use crate::container::{docker_health, ContainerId, ContainerInfo, NetworkAddr, Port, Proto};
+use crate::container::{
+    docker_health, ConfigFacts, ContainerId, ContainerInfo, NetworkAddr, Port, Proto,
+};
 
 /// How long reading the event history may take before what was read is used.
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -246,6 +248,12 @@ fn to_info(resp: ContainerInspectResponse) -> Option<ContainerInfo> {
         health,
         paused: state.paused == Some(true),
         started_at: state.started_at.unwrap_or_default(),
+        config: ConfigFacts {
+            hostname: config.hostname.unwrap_or_default(),
+            domainname: config.domainname.unwrap_or_default(),
+            user: config.user.unwrap_or_default(),
+            working_dir: config.working_dir.unwrap_or_default(),
+        },
     })
 }
 

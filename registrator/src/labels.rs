@@ -154,6 +154,29 @@ pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// Splits a tag list as gliderlabs does: on unescaped commas only (`\,` is a literal comma);
+/// trimmed, empties dropped.
+pub fn split_tags(value: &str) -> Vec<String> {
+    let mut tags = Vec::new();
+    let mut current = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                current.push(',');
+                chars.next();
+            }
+            ',' => tags.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    tags.push(current);
+    tags.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +252,13 @@ mod tests {
             assert_eq!(err.label, "SERVICE_X", "{value}");
         }
         assert!(check_name("L", "service1/v1").is_ok());
+    }
+
+    #[test]
+    fn tags_split_on_unescaped_commas_only() {
+        assert_eq!(split_tags(r"a,b\,c, d,,"), ["a", "b,c", "d"]);
+        assert_eq!(split_tags(r"x\y"), [r"x\y"]);
+        assert!(split_tags("").is_empty());
     }
 
     #[test]

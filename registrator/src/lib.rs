@@ -5,6 +5,7 @@
 //! - [`labels`]: `SERVICE_*` labels and env vars, and their validation.
 //! - [`container`]: the facts about a container that decide its services.
 //! - [`phase`]: a container's phase (running, paused, stop requested, exited) and exit rules.
+//! - [`template`]: `-tags` as a Go-template subset over a container's inspect data.
 //! - [`service`]: the service model: names, ids, addresses, tags, meta, KV records.
 //! - [`kv`]: the map of KV keys: prefix, `<prefix>/<name>/<id>`, encoding, parsing.
 //! - [`checks`]: Consul checks from labels, and the Docker-health mirror.
@@ -36,6 +37,7 @@ pub mod registry;
 pub mod service;
 pub mod skipped;
 pub mod sync;
+pub mod template;
 pub mod upkeep;
 pub mod watcher;
 
@@ -67,6 +69,9 @@ pub enum RunError {
 
 /// Runs the registrator until `token` is cancelled.
 pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunError> {
+    for flag in &config.ignored_flags {
+        tracing::warn!(%flag, "accepted for gliderlabs compatibility and ignored: Consul has no service TTL to refresh");
+    }
     let client = Client::new(&config.consul)?;
     if !wait_for_leader(&client, &config, &token).await? {
         return Ok(());
@@ -87,6 +92,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     let watcher = Watcher {
         docker_host: config.docker_host.clone(),
         resync: config.resync,
+        ip_name: config.ip_name.clone(),
         tx,
     };
     tracker.spawn(

@@ -1,6 +1,7 @@
 //! Reconciliation: reading what Consul holds for this node (agent services with our ownership
-//! marker, KV records) and comparing it with the desired state, to find services Consul lost,
-//! services that drifted, and orphans this registrator owns but no container backs.
+//! marker, KV records, and unmarked services in gliderlabs' id shape) and comparing it with the
+//! desired state, to find services Consul lost, services that drifted, and orphans this
+//! registrator owns (or gliderlabs left behind) that no container backs.
 
 use std::collections::BTreeMap;
 
@@ -8,12 +9,16 @@ use swarmgate_consul::{AgentService, Client, QueryOptions, Result};
 
 use crate::desired::DesiredState;
 use crate::kv::KvPrefix;
-use crate::service::{META_NODE, OWNER_META_KEY, OWNER_META_VALUE};
+use crate::service::{parse_default_id, META_NODE, OWNER_META_KEY, OWNER_META_VALUE};
 
 /// What Consul holds for this node.
 #[derive(Debug, Default)]
 pub struct ConsulView {
+    /// This node's services with our marker.
     pub services: BTreeMap<String, AgentService>,
+    /// Unmarked services whose id has gliderlabs' shape with this node's name
+    /// (`<node>:<container>:<port>[:udp]`): what gliderlabs/registrator registered here.
+    pub gliderlabs: BTreeMap<String, AgentService>,
     /// KV records (key → value) of this node, when read (`full` reconciles).
     pub kv: Option<BTreeMap<String, Vec<u8>>>,
 }
@@ -38,8 +43,18 @@ pub async fn read_view(
     kv_prefix: Option<&KvPrefix>,
     full: bool,
 ) -> Result<ConsulView> {
-    let filter = format!("Meta[\"{OWNER_META_KEY}\"] == \"{OWNER_META_VALUE}\" and Meta[\"{META_NODE}\"] == \"{node}\"");
-    let services = client.agent_services(Some(&filter)).await?;
+    let mut services = BTreeMap::new();
+    let mut gliderlabs = BTreeMap::new();
+    for (id, svc) in client.agent_services(None).await? {
+        let meta = |k: &str| svc.meta.as_ref().and_then(|m| m.get(k)).map(String::as_str);
+        if meta(OWNER_META_KEY) == Some(OWNER_META_VALUE) {
+            if meta(META_NODE) == Some(node) {
+                services.insert(id, svc);
+            }
+        } else if parse_default_id(&id).is_some_and(|(n, _)| n == node) {
+            gliderlabs.insert(id, svc);
+        }
+    }
     let kv = match kv_prefix.filter(|_| full) {
         Some(prefix) => {
             let (pairs, _) = client
@@ -55,7 +70,11 @@ pub async fn read_view(
         }
         None => None,
     };
-    Ok(ConsulView { services, kv })
+    Ok(ConsulView {
+        services,
+        gliderlabs,
+        kv,
+    })
 }
 
 fn record_node(value: &[u8]) -> Option<String> {
@@ -92,6 +111,13 @@ pub fn compare(view: &ConsulView, desired: &DesiredState) -> Findings {
         if desired.get(id).is_none() {
             let key = prefix.map(|p| p.key(&have.service, id));
             f.orphans.push((id.clone(), key));
+        }
+    }
+    for id in view.gliderlabs.keys() {
+        let backed =
+            parse_default_id(id).is_some_and(|(_, name)| desired.runs_container_named(name));
+        if !backed && desired.get(id).is_none() {
+            f.orphans.push((id.clone(), None));
         }
     }
     if let Some(kv) = &view.kv {
@@ -141,6 +167,7 @@ mod tests {
             health: None,
             paused: false,
             started_at: "t0".into(),
+            config: Default::default(),
         });
         d
     }
@@ -166,6 +193,7 @@ mod tests {
             .expect("kv");
         let view = ConsulView {
             services: [("n:a:80".to_string(), as_agent(&d, "n:a:80"))].into(),
+            gliderlabs: BTreeMap::new(),
             kv: Some([(key, value)].into()),
         };
         assert_eq!(compare(&view, &d), Findings::default());
@@ -185,6 +213,7 @@ mod tests {
                 ("n:gone:80".to_string(), orphan),
             ]
             .into(),
+            gliderlabs: [("n:gone2:80".to_string(), AgentService::default())].into(),
             kv: Some(
                 [
                     ("services/old/x".to_string(), b"{}".to_vec()),
@@ -198,10 +227,13 @@ mod tests {
         assert_eq!(f.rewrite, ["services/app/n:a:80"]);
         assert_eq!(
             f.orphans,
-            [(
-                "n:gone:80".to_string(),
-                Some("services/gone/n:gone:80".to_string())
-            )]
+            [
+                (
+                    "n:gone:80".to_string(),
+                    Some("services/gone/n:gone:80".to_string())
+                ),
+                ("n:gone2:80".to_string(), None)
+            ]
         );
         assert_eq!(f.orphan_keys, ["services/old/x"]);
         assert!(compare(&ConsulView::default(), &d).repair == ["n:a:80"]);

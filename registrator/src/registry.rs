@@ -164,6 +164,11 @@ impl Registry {
                 self.condition.docker_up = up;
                 Vec::new()
             }
+            Update::HostIp(ip) => {
+                // The listing that follows rebuilds every service with it.
+                self.desired.set_host_ip(ip);
+                Vec::new()
+            }
         };
         for id in changed {
             let key = self.desired.get(&id).and_then(|w| w.service.kv.as_ref());

@@ -88,7 +88,7 @@ async fn present(client: &Client, w: &Want, have: Option<&Applied>) -> Result<Do
     let reason = w.maintenance();
     let had = have.and_then(|h| h.phase.maintenance_reason());
     if register {
-        client.register_service(&as_sent(reg, w)).await?;
+        register_service(client, &as_sent(reg, w)).await?;
     } else if w.health != have.and_then(|h| h.health) {
         if let Some(status) = w.health {
             client
@@ -115,6 +115,27 @@ async fn present(client: &Client, w: &Want, have: Option<&Applied>) -> Result<Do
         registered: register,
         ..Done::default()
     })
+}
+
+/// Registers `reg`; when the agent refuses script checks (they need `enable_script_checks` or
+/// `enable_local_script_checks`), warns and registers it without them, as gliderlabs users expect
+/// the service itself to be there.
+async fn register_service(client: &Client, reg: &ServiceRegistration) -> Result<()> {
+    let has_script = reg.checks.iter().any(|c| !c.args.is_empty());
+    match client.register_service(reg).await {
+        Err(e) if has_script && refuses_scripts(&e) => {
+            tracing::warn!(service_id = %reg.id, error = %e, "the consul agent refuses script checks (enable_local_script_checks); registered without them");
+            let mut without = reg.clone();
+            without.checks.retain(|c| c.args.is_empty());
+            client.register_service(&without).await
+        }
+        other => other,
+    }
+}
+
+fn refuses_scripts(e: &swarmgate_consul::Error) -> bool {
+    matches!(e, swarmgate_consul::Error::Status { status, body, .. }
+        if status.is_client_error() && body.to_ascii_lowercase().contains("script"))
 }
 
 /// The registration as sent: its Docker-health check at the health we last saw, and, out of

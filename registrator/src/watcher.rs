@@ -33,6 +33,8 @@ pub enum Update {
     Event(DockerEvent),
     /// The event stream connected (after a listing) or broke.
     DockerUp(bool),
+    /// `-ip NAME` resolved again, before a listing: the address of published ports.
+    HostIp(String),
 }
 
 /// Why a watch session ended.
@@ -49,6 +51,8 @@ enum SessionEnd {
 pub struct Watcher {
     pub docker_host: String,
     pub resync: Option<Duration>,
+    /// `-ip` when it is a host name.
+    pub ip_name: Option<String>,
     pub tx: mpsc::Sender<Update>,
 }
 
@@ -142,6 +146,7 @@ impl Watcher {
     /// Lists what runs: each container goes to the registry as soon as it is inspected, then
     /// the ids of all of them (what is not among them no longer runs).
     async fn list(&self, docker: &Docker) -> Result<(), SessionEnd> {
+        self.resolve_ip().await?;
         let gone = std::sync::atomic::AtomicBool::new(false);
         let running = docker::running_containers(docker, |info| async {
             if self.tx.send(Update::Listed(info)).await.is_err() {
@@ -153,6 +158,24 @@ impl Watcher {
             return Err(SessionEnd::RegistryGone);
         }
         self.send(Update::ListingComplete(running)).await
+    }
+
+    /// Resolves `-ip NAME` again; a failure keeps the last address, with a warning.
+    async fn resolve_ip(&self) -> Result<(), SessionEnd> {
+        let Some(name) = &self.ip_name else {
+            return Ok(());
+        };
+        let addrs: Vec<_> = match tokio::net::lookup_host((name.as_str(), 0)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                tracing::warn!(%name, error = %e, "-ip no longer resolves; keeping the last address");
+                return Ok(());
+            }
+        };
+        match addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()) {
+            Some(addr) => self.send(Update::HostIp(addr.ip().to_string())).await,
+            None => Ok(()),
+        }
     }
 
     async fn forward(&self, docker: &Docker, event: DockerEvent) -> Result<(), SessionEnd> {

@@ -134,8 +134,12 @@ async fn cleanup_removes_only_what_this_node_owns() {
         json!({"managed-by": "swarmgate-registrator", "node": "other-node"}),
     )
     .await;
-    // Same id shape as ours, but no ownership marker: never touched.
+    // No marker, but gliderlabs' id shape with this node's name and no container behind it:
+    // what gliderlabs left on this host; removed (the migration path).
     register(&format!("{node}:lookalike:80"), &orphan, json!({})).await;
+    // The same shape with another node's name, or not quite the shape: never touched.
+    register("other-node:y:80", &orphan, json!({})).await;
+    register(&format!("{node}:notaport"), &orphan, json!({})).await;
     consul
         .kv_put(
             &format!("services/{orphan}/{node}:gone:80"),
@@ -158,7 +162,7 @@ async fn cleanup_removes_only_what_this_node_owns() {
         .await
         .expect("kv");
     let _reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
-    let left = instances(&consul, &orphan, 3).await;
+    let left = instances(&consul, &orphan, 4).await;
     let mut ids: Vec<_> = left
         .iter()
         .map(|e| e["Service"]["ID"].as_str().expect("id").to_string())
@@ -167,7 +171,8 @@ async fn cleanup_removes_only_what_this_node_owns() {
     let mut want = vec![
         "foreign-1".to_string(),
         "other-node:x:80".to_string(),
-        format!("{node}:lookalike:80"),
+        "other-node:y:80".to_string(),
+        format!("{node}:notaport"),
     ];
     want.sort();
     assert_eq!(ids, want);
