@@ -117,14 +117,14 @@ async fn present(client: &Client, w: &Want, have: Option<&Applied>) -> Result<Do
     })
 }
 
-/// Registers `reg`; when the agent refuses script checks (they need `enable_script_checks` or
-/// `enable_local_script_checks`), warns and registers it without them, as gliderlabs users expect
-/// the service itself to be there.
+/// Registers `reg`; when the agent refuses script checks (registered over the HTTP API they need
+/// `enable_script_checks`; `enable_local_script_checks` is not enough), warns and registers it
+/// without them, so that the service itself is there.
 async fn register_service(client: &Client, reg: &ServiceRegistration) -> Result<()> {
     let has_script = reg.checks.iter().any(|c| !c.args.is_empty());
     match client.register_service(reg).await {
         Err(e) if has_script && refuses_scripts(&e) => {
-            tracing::warn!(service_id = %reg.id, error = %e, "the consul agent refuses script checks (enable_local_script_checks); registered without them");
+            tracing::warn!(service_id = %reg.id, error = %e, "the consul agent refuses script checks (it needs enable_script_checks); registered without them");
             let mut without = reg.clone();
             without.checks.retain(|c| c.args.is_empty());
             client.register_service(&without).await
@@ -133,9 +133,10 @@ async fn register_service(client: &Client, reg: &ServiceRegistration) -> Result<
     }
 }
 
+/// Consul 1.8 answers 500 "Scripts are disabled on this agent…"; later versions a 4xx.
 fn refuses_scripts(e: &swarmgate_consul::Error) -> bool {
-    matches!(e, swarmgate_consul::Error::Status { status, body, .. }
-        if status.is_client_error() && body.to_ascii_lowercase().contains("script"))
+    matches!(e, swarmgate_consul::Error::Status { body, .. }
+        if body.to_ascii_lowercase().contains("scripts are disabled"))
 }
 
 /// The registration as sent: its Docker-health check at the health we last saw, and, out of
