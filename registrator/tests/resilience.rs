@@ -200,13 +200,23 @@ async fn sigkilled_and_restarted_leaves_no_duplicates_and_no_dangling_services()
     reg.signal("KILL");
     reg.wait();
     d.stop();
-    let _reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
+    let reg = Registrator::start_as(&node, &consul.uri(), &["-cleanup"], &[]);
     instances(&consul, &dies, 0).await;
     let [k] = instances(&consul, &keeps, 1)
         .await
         .try_into()
         .expect("one, not two");
-    assert!(k["Service"]["ID"].as_str().expect("id").starts_with(&node));
+    let keeps_id = k["Service"]["ID"].as_str().expect("id").to_string();
+    assert!(keeps_id.starts_with(&node));
+    // -cleanup judges Consul only after the first complete listing: the running container's
+    // service was never taken away at start-up, not even briefly.
+    let log = reg.log();
+    let removed: Vec<_> = log
+        .lines()
+        .filter(|l| l.contains("removing service") || l.contains("deregistered"))
+        .filter(|l| l.contains(&keeps_id))
+        .collect();
+    assert!(removed.is_empty(), "{removed:?}");
     testkit::report::record(
         "the registrator SIGKILLed and restarted",
         "a container stopped while it was dead is removed; the one still running is registered once (no duplicate, no dangling service)",
