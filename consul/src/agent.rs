@@ -37,6 +37,9 @@ pub struct CheckDefinition {
     pub name: String,
     #[serde(rename = "HTTP", default, skip_serializing_if = "Option::is_none")]
     pub http: Option<String>,
+    /// The HTTP check's method (GET when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
     #[serde(
         rename = "TLSSkipVerify",
         default,
@@ -127,6 +130,18 @@ impl Client {
         ]);
         self.send("PUT", &path, req).await?;
         Ok(())
+    }
+
+    /// Removes one check from the local agent; a check it does not know is not an error.
+    pub async fn deregister_check(&self, check_id: &str) -> Result<()> {
+        let path = format!(
+            "/v1/agent/check/deregister/{}",
+            encode_segment(check_id, false)
+        );
+        match self.put(&path, None).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(drop),
+        }
     }
 
     /// Sets a TTL check's status and output.

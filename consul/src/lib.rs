@@ -43,4 +43,4 @@ pub use config::{parse_address, Address, ConsulConfig, DEFAULT_CONSUL_ADDR};
 pub use error::{Error, Result};
 pub use health::ServiceEntry;
 pub use kv::KvPair;
-pub use txn::KvOp;
+pub use txn::{KvOp, MAX_TXN_OPS};

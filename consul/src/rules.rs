@@ -78,14 +78,26 @@ pub fn text(value: &str) -> Result<(), RuleError> {
     Ok(())
 }
 
-/// `name` as one KV key segment: `%` and `/` percent-encoded, so a name can never add a level
-/// to a key (names never start with a dot, so no segment is `.` or `..`).
-pub fn key_segment(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.contains(['%', '/']) {
-        name.replace('%', "%25").replace('/', "%2F").into()
-    } else {
-        name.into()
+/// `name` as one KV key segment, encoded where it could not stand verbatim: any byte outside
+/// `[A-Za-z0-9._:-]` percent-encoded (`/` as `%2F`, as gliderlabs allows in names; `%` as
+/// `%25`), and a leading `.` as `%2E`, so that no segment is ever `.` or `..` (HTTP stacks
+/// normalise those away, which would move a key outside its prefix) or adds a level.
+pub fn key_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for (i, b) in name.bytes().enumerate() {
+        let verbatim = (b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            && !(i == 0 && b == b'.');
+        if verbatim {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
     }
+    if out.is_empty() {
+        // An empty segment would make `a//b`; never produced by valid names, but never ambiguous.
+        out.push_str("%00");
+    }
+    out
 }
 
 /// The name a [`key_segment`] was made from; `None` when `segment` is not one.
@@ -93,19 +105,23 @@ pub fn parse_key_segment(segment: &str) -> Option<String> {
     if segment.contains('/') {
         return None;
     }
-    let mut out = String::with_capacity(segment.len());
-    let mut rest = segment;
-    while let Some(at) = rest.find('%') {
-        out.push_str(&rest[..at]);
-        match rest.get(at..at + 3) {
-            Some("%25") => out.push('%'),
-            Some("%2F") => out.push('/'),
-            _ => return None,
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
         }
-        rest = &rest[at + 3..];
     }
-    out.push_str(rest);
-    Some(out)
+    if out == [0] {
+        out.clear();
+    }
+    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]
@@ -145,9 +161,12 @@ mod tests {
 
     #[test]
     fn key_segments_round_trip_and_never_add_a_level() {
-        for name in ["web", "service1/v1", "a%2Fb", "x/y/z"] {
+        for name in ["web", "service1/v1", "a%2Fb", "x/y/z", "..", ".", ""] {
             let seg = key_segment(name);
-            assert!(!seg.contains('/'), "{seg}");
+            assert!(
+                !seg.contains('/') && seg != "." && seg != ".." && !seg.is_empty(),
+                "{seg}"
+            );
             assert_eq!(parse_key_segment(&seg).as_deref(), Some(name));
         }
         assert_eq!(parse_key_segment("a%zz"), None);

@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 use crate::client::Client;
 use crate::error::{Error, Result};
 
+/// The most operations Consul takes in one transaction.
+pub const MAX_TXN_OPS: usize = 64;
+
 /// One KV operation of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvOp {
@@ -38,6 +41,16 @@ impl KvOp {
 }
 
 impl Client {
+    /// Applies any number of unconditional `ops` in transactions of up to [`MAX_TXN_OPS`], one
+    /// after the other: each chunk is atomic, the whole is not (a failure leaves the chunks
+    /// before it applied).
+    pub async fn kv_txn_chunked(&self, ops: &[KvOp]) -> Result<()> {
+        for chunk in ops.chunks(MAX_TXN_OPS) {
+            self.kv_txn(chunk).await?;
+        }
+        Ok(())
+    }
+
     /// Applies `ops` atomically. Answers `false` when a check-and-set lost (nothing was written).
     pub async fn kv_txn(&self, ops: &[KvOp]) -> Result<bool> {
         let body: Vec<Value> = ops.iter().map(KvOp::to_json).collect();

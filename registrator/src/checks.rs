@@ -27,13 +27,21 @@ pub fn docker_health_check(service_id: &str, status: CheckStatus) -> CheckDefini
     }
 }
 
-/// Builds the label-defined check for a service at `ip:port`, if any `SERVICE_CHECK_*` asks for one.
+/// Where a label-defined check looks: the service's address, and the container it runs in.
+pub struct CheckTarget<'a> {
+    pub ip: &'a str,
+    pub service_port: u16,
+    pub container_id: &'a str,
+}
+
+/// Builds the label-defined check for a service at `ip:port`, if any `SERVICE_CHECK_*` asks for
+/// one, in gliderlabs' order: HTTP, HTTPS, CMD, SCRIPT, TTL, TCP, gRPC.
 pub fn label_check(
     labels: &ServiceLabels,
     port: u16,
-    ip: &str,
-    service_port: u16,
+    target: &CheckTarget<'_>,
 ) -> Result<Option<CheckDefinition>, LabelError> {
+    let (ip, service_port) = (target.ip, target.service_port);
     let get = |key: &str| labels.get(port, key);
     let host = if ip.contains(':') {
         format!("[{ip}]")
@@ -51,6 +59,28 @@ pub fn label_check(
         };
         check.http = Some(format!("{scheme}://{host}:{service_port}{}", path.value));
         check.tls_skip_verify = get("CHECK_TLS_SKIP_VERIFY").is_some_and(|v| truthy(&v.value));
+        let method_key = if scheme == "https" {
+            "CHECK_HTTPS_METHOD"
+        } else {
+            "CHECK_HTTP_METHOD"
+        };
+        if let Some(method) = get(method_key) {
+            check_method(&method.label, &method.value)?;
+            check.method = Some(method.value.to_ascii_uppercase());
+        }
+    } else if let Some(cmd) = get("CHECK_CMD") {
+        // gliderlabs runs the command inside the container; swarmgate in its shell form.
+        check_text(&cmd.label, &cmd.value)?;
+        check.args = [
+            "docker",
+            "exec",
+            target.container_id,
+            "/bin/sh",
+            "-c",
+            &cmd.value,
+        ]
+        .map(String::from)
+        .to_vec();
     } else if let Some(script) = get("CHECK_SCRIPT") {
         check_text(&script.label, &script.value)?;
         let cmd = script
@@ -116,6 +146,16 @@ fn duration_or(
     }
 }
 
+fn check_method(label: &str, method: &str) -> Result<(), LabelError> {
+    if method.is_empty() || !method.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(LabelError::new(
+            label,
+            format!("{method:?} is not an HTTP method"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_path(label: &str, path: &str) -> Result<(), LabelError> {
     check_text(label, path)?;
     if !path.starts_with('/') || path.contains(char::is_whitespace) {
@@ -137,7 +177,36 @@ mod tests {
 
     fn check(pairs: &[(&str, &str)]) -> Result<Option<CheckDefinition>, LabelError> {
         let labels = ServiceLabels::collect([], pairs.iter().copied());
-        label_check(&labels, 80, "10.0.0.5", 32768)
+        let target = CheckTarget {
+            ip: "10.0.0.5",
+            service_port: 32768,
+            container_id: "c0ffee",
+        };
+        label_check(&labels, 80, &target)
+    }
+
+    #[test]
+    fn http_method_and_cmd_checks() {
+        let c = check(&[
+            ("SERVICE_CHECK_HTTP", "/"),
+            ("SERVICE_CHECK_HTTP_METHOD", "head"),
+        ])
+        .expect("ok")
+        .expect("c");
+        assert_eq!(c.method.as_deref(), Some("HEAD"));
+        let c = check(&[("SERVICE_CHECK_CMD", "test -f /ok")])
+            .expect("ok")
+            .expect("c");
+        assert_eq!(
+            c.args,
+            ["docker", "exec", "c0ffee", "/bin/sh", "-c", "test -f /ok"]
+        );
+        assert_eq!(c.interval.as_deref(), Some("10s"));
+        assert!(check(&[
+            ("SERVICE_CHECK_HTTP", "/"),
+            ("SERVICE_CHECK_HTTP_METHOD", "GE T")
+        ])
+        .is_err());
     }
 
     #[test]
@@ -223,9 +292,12 @@ mod tests {
     #[test]
     fn ipv6_hosts_are_bracketed() {
         let labels = ServiceLabels::collect([], [("SERVICE_CHECK_TCP", "1")]);
-        let c = label_check(&labels, 80, "fd00::5", 80)
-            .expect("ok")
-            .expect("c");
+        let target = CheckTarget {
+            ip: "fd00::5",
+            service_port: 80,
+            container_id: "c",
+        };
+        let c = label_check(&labels, 80, &target).expect("ok").expect("c");
         assert_eq!(c.tcp.as_deref(), Some("[fd00::5]:80"));
     }
 }

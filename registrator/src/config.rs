@@ -8,6 +8,7 @@ use clap::{ArgAction, CommandFactory, Parser, ValueEnum};
 use swarmgate_consul::{ConsulArgs, ConsulConfig};
 use swarmgate_runtime::telemetry::LogFormat;
 
+use crate::container::ContainerInfo;
 use crate::service::ModelSettings;
 
 /// Exit codes, documented in `--help`.
@@ -42,7 +43,8 @@ pub struct Args {
     pub uri: Option<String>,
     #[command(flatten)]
     pub consul: ConsulArgs,
-    /// IP to register published ports at (default: the bound address, else this host's).
+    /// IP or host name to register published ports at (a name is resolved at start-up and
+    /// before each listing) [default: the bound address, else this host's].
     #[arg(long = "ip", env = "REGISTRATOR_IP")]
     pub ip: Option<String>,
     /// Register exposed ports at the container's own address instead of published ports.
@@ -58,9 +60,26 @@ pub struct Args {
         env = "REGISTRATOR_USE_IP_FROM_LABEL"
     )]
     pub use_ip_from_label: Option<String>,
-    /// Comma list of tags added to every service.
+    /// Comma list of tags added to every service; a Go template over the container's inspect
+    /// data (`dc1,{{.Config.Hostname}}`), as gliderlabs reads it.
     #[arg(long, env = "REGISTRATOR_TAGS", default_value = "")]
     pub tags: String,
+    /// gliderlabs' service TTL; Consul ignores it there, and so does swarmgate (a warning once).
+    #[arg(
+        long,
+        env = "REGISTRATOR_TTL",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub ttl: i64,
+    /// gliderlabs' TTL refresh interval; ignored like -ttl.
+    #[arg(
+        long = "ttl-refresh",
+        env = "REGISTRATOR_TTL_REFRESH",
+        default_value_t = 0,
+        allow_negative_numbers = true
+    )]
+    pub ttl_refresh: i64,
     /// Seconds between full re-syncs with Docker (0: only on start and reconnect).
     #[arg(long, env = "REGISTRATOR_RESYNC", default_value_t = 0)]
     pub resync: u64,
@@ -163,6 +182,10 @@ pub struct Config {
     pub retry_interval: Duration,
     pub deregister_on_shutdown: bool,
     pub metrics_addr: Option<SocketAddr>,
+    /// `-ip` when it is a host name: resolved again before each listing.
+    pub ip_name: Option<String>,
+    /// Flags accepted for gliderlabs compatibility that do nothing here (warned about once).
+    pub ignored_flags: Vec<&'static str>,
 }
 
 /// A flag or variable that cannot be used.
@@ -178,41 +201,62 @@ impl TryFrom<Args> for Config {
             .consul
             .config(a.uri.as_deref())
             .map_err(|e| ConfigError(e.to_string()))?;
-        if let Some(ip) = &a.ip {
-            ip.parse::<std::net::IpAddr>()
-                .map_err(|_| ConfigError(format!("-ip {ip:?} is not an IP address")))?;
-        }
+        let (host_ip, ip_name) = match a.ip.as_deref() {
+            None => (None, None),
+            Some(ip) if ip.parse::<std::net::IpAddr>().is_ok() => (Some(ip.to_string()), None),
+            Some(name) => {
+                let ip = resolve_name(name).ok_or_else(|| {
+                    ConfigError(format!(
+                        "-ip {name:?}: not an IP address, and the name does not resolve"
+                    ))
+                })?;
+                (Some(ip), Some(name.to_string()))
+            }
+        };
         let node = match a.node_name.clone() {
             Some(n) => n,
             None => swarmgate_runtime::host::host_name()
                 .ok_or_else(|| ConfigError("cannot read the host name; pass --node-name".into()))?,
         };
         crate::labels::check_name("--node-name", &node).map_err(|e| ConfigError(e.to_string()))?;
-        let extra_tags: Vec<String> = crate::labels::split_list(&a.tags)
-            .map(str::to_string)
-            .collect();
-        for tag in &extra_tags {
-            crate::labels::check_text("-tags", tag).map_err(|e| ConfigError(e.to_string()))?;
+        let tags = match a.tags.trim() {
+            "" => None,
+            raw => Some(
+                crate::template::TagTemplate::parse(raw)
+                    .map_err(|e| ConfigError(format!("-tags {raw:?}: {e}")))?,
+            ),
+        };
+        if let Some(literal) = tags.as_ref().filter(|t| t.is_literal()) {
+            let text = literal.render(&ContainerInfo::empty()).unwrap_or_default();
+            for tag in crate::labels::split_tags(&text) {
+                crate::labels::check_text("-tags", &tag).map_err(|e| ConfigError(e.to_string()))?;
+            }
         }
+        let ignored_flags = [("-ttl", a.ttl), ("-ttl-refresh", a.ttl_refresh)]
+            .into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(flag, _)| flag)
+            .collect();
         if a.verify_interval == 0 {
             return Err(ConfigError(
                 "--verify-interval must be at least 1 second".into(),
             ));
         }
-        let fallback_ip = a.ip.clone().unwrap_or_else(|| resolve_host_ip(&node));
+        let fallback_ip = host_ip.clone().unwrap_or_else(|| resolve_host_ip(&node));
         Ok(Config {
             consul,
             docker_host: a.docker_host,
             model: ModelSettings {
                 node,
-                host_ip: a.ip,
+                host_ip,
                 fallback_ip,
                 internal: a.internal,
                 explicit: a.explicit,
                 ip_label: a.use_ip_from_label,
-                extra_tags,
+                tags,
                 network: a.network,
-                kv_prefix: a.kv_prefix.trim_matches('/').to_string(),
+                kv_prefix: crate::kv::KvPrefix::new(&a.kv_prefix)
+                    .map_err(|e| ConfigError(e.to_string()))?,
             },
             resync: (a.resync > 0).then(|| Duration::from_secs(a.resync)),
             verify_interval: Duration::from_secs(a.verify_interval),
@@ -222,8 +266,20 @@ impl TryFrom<Args> for Config {
             retry_interval: Duration::from_millis(a.retry_interval),
             deregister_on_shutdown: a.deregister_on_shutdown,
             metrics_addr: a.metrics_addr,
+            ip_name,
+            ignored_flags,
         })
     }
+}
+
+/// A host name's address, IPv4 first (gliderlabs: `-ip ${HOST_NAME}`, `-ip localhost`).
+pub fn resolve_name(name: &str) -> Option<String> {
+    let addrs: Vec<_> = (name, 0).to_socket_addrs().ok()?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .map(|a| a.ip().to_string())
 }
 
 /// The host's address as registrator finds it: its name resolved, first non-loopback IPv4.
@@ -290,12 +346,36 @@ mod tests {
     }
 
     #[test]
+    fn gliderlabs_flags_are_accepted() {
+        let a = parse(&[
+            "--node-name",
+            "n1",
+            "-ttl",
+            "30",
+            "-ttl-refresh",
+            "10",
+            "-ip",
+            "localhost",
+        ]);
+        let c = Config::try_from(a).expect("valid");
+        assert_eq!(c.ignored_flags, ["-ttl", "-ttl-refresh"]);
+        assert_eq!(c.model.host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(c.ip_name.as_deref(), Some("localhost"));
+        let a = parse(&["--node-name", "n1", "-tags", "{{.Config.Nope}}"]);
+        let err = Config::try_from(a).expect_err("unknown field").to_string();
+        assert!(
+            err.contains("-tags") && err.contains(".Config.Nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn config_checks_inputs_and_names_them() {
         let mut a = parse(&["--node-name", "n1", "consul-tls://c:8501"]);
         let c = Config::try_from(a).expect("valid");
         assert_eq!(c.consul.address.to_string(), "https://c:8501/");
         assert_eq!(c.retry_attempts, Some(0));
-        a = parse(&["--node-name", "n1", "-ip", "nope"]);
+        a = parse(&["--node-name", "n1", "-ip", "nope.invalid"]);
         assert!(Config::try_from(a)
             .expect_err("bad ip")
             .to_string()

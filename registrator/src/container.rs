@@ -52,6 +52,15 @@ pub struct NetworkAddr {
     pub ipv6: String,
 }
 
+/// The parts of `Config` a `-tags` template may print (besides image, labels and env).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigFacts {
+    pub hostname: String,
+    pub domainname: String,
+    pub user: String,
+    pub working_dir: String,
+}
+
 /// The facts about one container that decide its services.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -70,9 +79,33 @@ pub struct ContainerInfo {
     /// Docker's health, when the image or container defines a `HEALTHCHECK`.
     pub health: Option<CheckStatus>,
     pub paused: bool,
+    /// `State.StartedAt`: which run of the container this is (every `start` gives a new one).
+    pub started_at: String,
+    pub config: ConfigFacts,
 }
 
-/// Maps a Docker health status string to the Consul status we mirror it as.
+impl ContainerInfo {
+    /// A container with no facts at all (to check a template's literal text).
+    pub fn empty() -> Self {
+        ContainerInfo {
+            id: ContainerId(String::new()),
+            name: String::new(),
+            image: String::new(),
+            labels: BTreeMap::new(),
+            env: Vec::new(),
+            ports: Vec::new(),
+            networks: BTreeMap::new(),
+            network_mode: String::new(),
+            health: None,
+            paused: false,
+            started_at: String::new(),
+            config: ConfigFacts::default(),
+        }
+    }
+}
+
+/// Maps a Docker health status (an inspect answer's or a `health_status` event's) to the Consul
+/// status we mirror it as. The only such mapping.
 pub fn docker_health(status: &str) -> Option<CheckStatus> {
     match status {
         "healthy" => Some(CheckStatus::Passing),

@@ -1,24 +1,54 @@
-//! The desired state: which services should be in Consul, in which mode (in rotation, in
+//! The desired state: which services should be in Consul, in which [`Phase`] (in rotation, in
 //! maintenance), with which Docker health, as Docker events and listings say. Pure bookkeeping:
 //! every change answers the service ids it touched, and the registry converges Consul to it.
+//!
+//! A stop request is remembered per run of a container (its `StartedAt`): later listings, which
+//! cannot tell a stopping container from a running one, leave it out of rotation until it dies,
+//! is destroyed, or starts again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use swarmgate_consul::CheckStatus;
 
 use crate::config::DeregisterMode;
 use crate::container::{ContainerId, ContainerInfo};
+use crate::phase::{is_clean_exit, Phase};
 use crate::service::{services_for, ModelSettings, Service};
+use crate::skipped::{SkipReason, Skipped};
 
 /// One service as it should be in Consul.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Want {
     pub service: Service,
     pub container: ContainerId,
-    /// `Some(reason)`: registered but out of rotation.
-    pub maintenance: Option<String>,
+    pub phase: Phase,
     /// The mirrored Docker health, when the container has a health check.
     pub health: Option<CheckStatus>,
+}
+
+impl Want {
+    /// `Some(reason)`: registered but out of rotation (derived from the phase).
+    pub fn maintenance(&self) -> Option<String> {
+        self.phase.maintenance_reason()
+    }
+}
+
+/// A container the registrator follows: which run, in which phase, with which services.
+#[derive(Debug)]
+struct Tracked {
+    name: String,
+    started_at: String,
+    phase: Phase,
+    services: Vec<String>,
+}
+
+/// Where an update about a running container comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    /// A `start`/`unpause` event.
+    Started,
+    /// A listing entry.
+    Listed,
 }
 
 /// Every service that should be registered, by service id.
@@ -27,9 +57,11 @@ pub struct DesiredState {
     settings: ModelSettings,
     deregister: DeregisterMode,
     services: BTreeMap<String, Want>,
-    by_container: HashMap<ContainerId, Vec<String>>,
-    /// Label problems seen so far (a counter for /metrics).
-    pub skipped_total: u64,
+    containers: HashMap<ContainerId, Tracked>,
+    /// Stop requests for containers not followed yet (Docker's event history at start-up, a
+    /// reconnect): a listing that shows one has it stopping.
+    stop_hints: HashSet<ContainerId>,
+    skipped: Vec<Skipped>,
 }
 
 impl DesiredState {
@@ -38,8 +70,9 @@ impl DesiredState {
             settings,
             deregister,
             services: BTreeMap::new(),
-            by_container: HashMap::new(),
-            skipped_total: 0,
+            containers: HashMap::new(),
+            stop_hints: HashSet::new(),
+            skipped: Vec::new(),
         }
     }
 
@@ -63,74 +96,166 @@ impl DesiredState {
         &self.settings
     }
 
-    /// A container runs (started, listed, unpaused): its services are wanted, in rotation
-    /// unless it is paused. Answers the ids whose wants changed (new, different or dropped).
-    pub fn running(&mut self, info: &ContainerInfo) -> Vec<String> {
-        let built = services_for(info, &self.settings);
-        for err in &built.skipped {
-            self.skipped_total += 1;
-            tracing::warn!(container = %info.id, name = %info.name, label = %err.label, reason = %err.reason, "bad label; service skipped");
-        }
+    /// True when a container of this name runs (or was kept after a failed exit).
+    pub fn runs_container_named(&self, name: &str) -> bool {
+        self.containers
+            .values()
+            .any(|t| t.name == name && t.phase.is_live())
+    }
+
+    /// `-ip NAME` resolved anew; services pick it up as they are rebuilt (every listing does).
+    pub fn set_host_ip(&mut self, ip: String) {
+        self.settings.host_ip = Some(ip);
+    }
+
+    /// The services left out since the last call, to emit.
+    pub fn take_skipped(&mut self) -> Vec<Skipped> {
+        std::mem::take(&mut self.skipped)
+    }
+
+    /// A `start` or `unpause` event: a new run is in rotation (unless paused); an unpaused run
+    /// that was asked to stop stays out.
+    pub fn started(&mut self, info: &ContainerInfo) -> Vec<String> {
+        self.stop_hints.remove(&info.id);
+        self.seen(info, Seen::Started)
+    }
+
+    /// A listing entry: like a start, except that a run asked to stop (or hinted so) stays out.
+    pub fn listed(&mut self, info: &ContainerInfo) -> Vec<String> {
+        self.seen(info, Seen::Listed)
+    }
+
+    fn seen(&mut self, info: &ContainerInfo, from: Seen) -> Vec<String> {
+        let same_run_stopping = self
+            .containers
+            .get(&info.id)
+            .is_some_and(|t| t.started_at == info.started_at && t.phase == Phase::StopRequested);
+        let hinted = from == Seen::Listed && self.stop_hints.remove(&info.id);
+        let phase = if same_run_stopping || hinted {
+            Phase::StopRequested
+        } else {
+            Phase::of_running(info.paused)
+        };
+        self.set_run(info, phase)
+    }
+
+    /// Rebuilds the services of `info`'s run in `phase`. Answers the ids whose wants changed.
+    fn set_run(&mut self, info: &ContainerInfo, phase: Phase) -> Vec<String> {
+        let old_ids = self
+            .containers
+            .remove(&info.id)
+            .map(|t| t.services)
+            .unwrap_or_default();
         // Take the container's old wants out: what is re-added unchanged is no change.
-        let old_ids = self.by_container.remove(&info.id).unwrap_or_default();
         let mut old: HashMap<String, Want> = old_ids
             .into_iter()
             .filter_map(|id| self.services.remove(&id).map(|w| (id, w)))
             .collect();
         let mut changed = Vec::new();
         let mut ids = Vec::new();
-        for service in built.services {
-            let id = service.registration.id.clone();
-            if let Some(other) = self.services.get(&id) {
-                self.skipped_total += 1;
-                tracing::warn!(container = %info.id, name = %info.name, service_id = %id, owner = %other.container, "service id already used by another container; service skipped");
-                continue;
+        if self.keeps_services(phase) {
+            for service in self.build(info) {
+                let id = service.registration.id.clone();
+                let want = Want {
+                    service,
+                    container: info.id.clone(),
+                    phase,
+                    health: info.health,
+                };
+                if old.remove(&id).as_ref() != Some(&want) {
+                    changed.push(id.clone());
+                }
+                self.services.insert(id.clone(), want);
+                ids.push(id);
             }
-            let want = Want {
-                service,
-                container: info.id.clone(),
-                maintenance: info.paused.then(|| "container paused".to_string()),
-                health: info.health,
-            };
-            if old.remove(&id).as_ref() != Some(&want) {
-                changed.push(id.clone());
-            }
-            self.services.insert(id.clone(), want);
-            ids.push(id);
         }
         // Services the container no longer has.
         changed.extend(old.into_keys());
-        if !ids.is_empty() {
-            self.by_container.insert(info.id.clone(), ids);
-        }
+        let tracked = Tracked {
+            name: info.name.clone(),
+            started_at: info.started_at.clone(),
+            phase,
+            services: ids,
+        };
+        self.containers.insert(info.id.clone(), tracked);
         dedup(changed)
     }
 
-    /// `stop` or a terminating `kill`: out of rotation before the container dies.
-    pub fn stopping(&mut self, id: &ContainerId) -> Vec<String> {
-        match self.deregister {
-            DeregisterMode::Always => self.forget(id),
-            DeregisterMode::OnSuccess => self.set_maintenance(id, Some("container stopping")),
+    /// The services of `info` that can be registered; the rest are recorded as skipped.
+    fn build(&mut self, info: &ContainerInfo) -> Vec<Service> {
+        let built = services_for(info, &self.settings);
+        let skip = |reason| Skipped {
+            container: info.id.clone(),
+            container_name: info.name.clone(),
+            reason,
+        };
+        self.skipped.extend(
+            built
+                .skipped
+                .into_iter()
+                .map(|e| skip(SkipReason::Label(e))),
+        );
+        let mut out = Vec::new();
+        for service in built.services {
+            let id = &service.registration.id;
+            match self.services.get(id) {
+                Some(other) => self.skipped.push(skip(SkipReason::IdTaken {
+                    service_id: id.clone(),
+                    owner: other.container.clone(),
+                })),
+                None => out.push(service),
+            }
         }
+        out
+    }
+
+    /// Whether a container in `phase` has services in Consul at all.
+    fn keeps_services(&self, phase: Phase) -> bool {
+        phase != Phase::StopRequested || self.deregister == DeregisterMode::OnSuccess
+    }
+
+    /// `stop` or a terminating `kill`: out of rotation before the container dies, and through
+    /// every listing until then. For a container not followed yet, a hint for the next listing.
+    pub fn stopping(&mut self, id: &ContainerId) -> Vec<String> {
+        let Some(t) = self.containers.get(id) else {
+            self.stop_hints.insert(id.clone());
+            return Vec::new();
+        };
+        if !matches!(t.phase, Phase::Running | Phase::Paused) {
+            return Vec::new();
+        }
+        if self.keeps_services(Phase::StopRequested) {
+            return self.set_phase(id, Phase::StopRequested);
+        }
+        let ids = self.drop_services(id);
+        if let Some(t) = self.containers.get_mut(id) {
+            t.phase = Phase::StopRequested;
+        }
+        ids
     }
 
     /// `die`: gone, unless `-deregister on-success` keeps a failed container (in maintenance).
+    /// Exit 0 and signal exits (128–255) are clean.
     pub fn died(&mut self, id: &ContainerId, exit_code: i64) -> Vec<String> {
-        if self.deregister == DeregisterMode::OnSuccess && exit_code != 0 {
-            let reason = format!("container exited with code {exit_code}");
-            return self.set_maintenance(id, Some(&reason));
+        self.stop_hints.remove(id);
+        if self.deregister == DeregisterMode::OnSuccess && !is_clean_exit(exit_code) {
+            return self.set_phase(id, Phase::Exited { code: exit_code });
         }
         self.forget(id)
     }
 
     /// `destroy`: gone whatever the mode.
     pub fn destroyed(&mut self, id: &ContainerId) -> Vec<String> {
+        self.stop_hints.remove(id);
         self.forget(id)
     }
 
-    /// `pause`/`unpause`.
+    /// `pause`/`unpause` of a running container (a stopping one stays out).
     pub fn paused(&mut self, id: &ContainerId, paused: bool) -> Vec<String> {
-        self.set_maintenance(id, paused.then_some("container paused"))
+        match self.containers.get(id).map(|t| t.phase) {
+            Some(Phase::Running | Phase::Paused) => self.set_phase(id, Phase::of_running(paused)),
+            _ => Vec::new(),
+        }
     }
 
     /// `health_status`.
@@ -144,48 +269,49 @@ impl DesiredState {
         })
     }
 
-    /// A full listing: these run, nothing else does (failed `on-success` containers excepted:
-    /// they stay in maintenance until destroyed, as events would have left them).
-    pub fn snapshot(&mut self, running: &[ContainerInfo]) -> Vec<String> {
-        let listed: std::collections::HashSet<&ContainerId> =
-            running.iter().map(|c| &c.id).collect();
+    /// A listing ended: these ran, nothing else does (exited containers kept by
+    /// `-deregister on-success` excepted: they stay in maintenance until destroyed).
+    pub fn listing_complete(&mut self, running: &[ContainerId]) -> Vec<String> {
+        let listed: HashSet<&ContainerId> = running.iter().collect();
+        self.stop_hints.retain(|id| listed.contains(id));
         let gone: Vec<ContainerId> = self
-            .by_container
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .cloned()
+            .containers
+            .iter()
+            .filter(|(id, t)| (t.phase.is_live() || t.services.is_empty()) && !listed.contains(id))
+            .map(|(id, _)| id.clone())
             .collect();
         let mut changed = Vec::new();
         for id in gone {
-            let kept = self.deregister == DeregisterMode::OnSuccess
-                && self.by_container[&id].iter().any(|s| {
-                    self.services[s]
-                        .maintenance
-                        .as_deref()
-                        .is_some_and(|r| r.starts_with("container exited"))
-                });
-            if !kept {
-                changed.extend(self.forget(&id));
-            }
-        }
-        for info in running {
-            changed.extend(self.running(info));
+            changed.extend(self.forget(&id));
         }
         dedup(changed)
     }
 
     fn forget(&mut self, id: &ContainerId) -> Vec<String> {
-        let ids = self.by_container.remove(id).unwrap_or_default();
+        let ids = self.drop_services(id);
+        self.containers.remove(id);
+        ids
+    }
+
+    fn drop_services(&mut self, id: &ContainerId) -> Vec<String> {
+        let ids = self
+            .containers
+            .get_mut(id)
+            .map(|t| std::mem::take(&mut t.services))
+            .unwrap_or_default();
         for sid in &ids {
             self.services.remove(sid);
         }
         ids
     }
 
-    fn set_maintenance(&mut self, id: &ContainerId, reason: Option<&str>) -> Vec<String> {
+    fn set_phase(&mut self, id: &ContainerId, phase: Phase) -> Vec<String> {
+        if let Some(t) = self.containers.get_mut(id) {
+            t.phase = phase;
+        }
         self.each_service(id, |w| {
-            let changed = w.maintenance.as_deref() != reason;
-            w.maintenance = reason.map(str::to_string);
+            let changed = w.phase != phase;
+            w.phase = phase;
             changed
         })
     }
@@ -195,7 +321,11 @@ impl DesiredState {
         id: &ContainerId,
         mut f: impl FnMut(&mut Want) -> bool,
     ) -> Vec<String> {
-        let ids = self.by_container.get(id).cloned().unwrap_or_default();
+        let ids = self
+            .containers
+            .get(id)
+            .map(|t| t.services.clone())
+            .unwrap_or_default();
         ids.into_iter()
             .filter(|sid| self.services.get_mut(sid).is_some_and(&mut f))
             .collect()

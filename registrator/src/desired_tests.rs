@@ -7,7 +7,7 @@ fn state(mode: DeregisterMode) -> DesiredState {
     let settings = ModelSettings {
         node: "n".into(),
         fallback_ip: "10.0.0.1".into(),
-        kv_prefix: "services".into(),
+        kv_prefix: crate::kv::KvPrefix::new("services").expect("valid"),
         ..ModelSettings::default()
     };
     DesiredState::new(settings, mode)
@@ -32,6 +32,8 @@ fn info(id: &str, labels: &[(&str, &str)]) -> ContainerInfo {
         network_mode: "bridge".into(),
         health: None,
         paused: false,
+        started_at: "t0".into(),
+        config: Default::default(),
     }
 }
 
@@ -39,51 +41,131 @@ fn cid(id: &str) -> ContainerId {
     ContainerId(id.into())
 }
 
+fn maintenance(s: &DesiredState, id: &str) -> Option<String> {
+    s.get(id).and_then(Want::maintenance)
+}
+
+fn restarted(id: &str, at: &str) -> ContainerInfo {
+    ContainerInfo {
+        started_at: at.into(),
+        ..info(id, &[])
+    }
+}
+
 #[test]
 fn start_then_stop_always_deregisters() {
     let mut s = state(DeregisterMode::Always);
-    assert_eq!(s.running(&info("a", &[])), ["n:c-a:80"]);
+    assert_eq!(s.started(&info("a", &[])), ["n:c-a:80"]);
     assert_eq!(s.stopping(&cid("a")), ["n:c-a:80"]);
     assert!(s.is_empty());
     assert!(s.died(&cid("a"), 0).is_empty());
 }
 
 #[test]
+fn a_stopping_container_stays_out_through_listings_until_it_starts_again() {
+    for mode in [DeregisterMode::Always, DeregisterMode::OnSuccess] {
+        let mut s = state(mode);
+        s.started(&info("a", &[]));
+        s.stopping(&cid("a"));
+        // Listings (resync, reconnect) still show it running, the same run.
+        for _ in 0..3 {
+            s.listed(&info("a", &[]));
+            s.listing_complete(&[cid("a")]);
+            match mode {
+                DeregisterMode::Always => assert!(s.is_empty(), "{mode:?}"),
+                DeregisterMode::OnSuccess => assert_eq!(
+                    maintenance(&s, "n:c-a:80").as_deref(),
+                    Some("container stopping")
+                ),
+            }
+        }
+        // `docker restart`: a new run, back in rotation.
+        assert_eq!(s.started(&restarted("a", "t1")), ["n:c-a:80"]);
+        assert_eq!(maintenance(&s, "n:c-a:80"), None);
+        s.listed(&restarted("a", "t1"));
+        assert_eq!(maintenance(&s, "n:c-a:80"), None);
+    }
+}
+
+#[test]
+fn a_listing_of_a_new_run_puts_a_stopped_container_back() {
+    let mut s = state(DeregisterMode::Always);
+    s.started(&info("a", &[]));
+    s.stopping(&cid("a"));
+    // The start event is still on its way; the listing already shows the new run.
+    assert_eq!(s.listed(&restarted("a", "t1")), ["n:c-a:80"]);
+}
+
+#[test]
+fn a_stop_hint_keeps_the_listed_container_out_and_a_start_clears_it() {
+    let mut s = state(DeregisterMode::OnSuccess);
+    assert!(s.stopping(&cid("a")).is_empty(), "not followed yet: a hint");
+    s.listed(&info("a", &[]));
+    assert_eq!(
+        maintenance(&s, "n:c-a:80").as_deref(),
+        Some("container stopping")
+    );
+    let mut s = state(DeregisterMode::Always);
+    s.stopping(&cid("b"));
+    s.listed(&info("b", &[]));
+    assert!(s.is_empty());
+    s.stopping(&cid("c"));
+    s.started(&info("c", &[]));
+    assert_eq!(s.len(), 1, "a start event means a new run");
+}
+
+#[test]
+fn unpausing_a_stopping_container_keeps_it_out() {
+    let mut s = state(DeregisterMode::OnSuccess);
+    s.started(&info("a", &[]));
+    s.stopping(&cid("a"));
+    s.started(&info("a", &[]));
+    assert_eq!(
+        maintenance(&s, "n:c-a:80").as_deref(),
+        Some("container stopping")
+    );
+}
+
+#[test]
 fn on_success_keeps_failed_containers_in_maintenance() {
     let mut s = state(DeregisterMode::OnSuccess);
-    s.running(&info("a", &[]));
+    s.started(&info("a", &[]));
     assert_eq!(s.stopping(&cid("a")), ["n:c-a:80"]);
     assert_eq!(
-        s.get("n:c-a:80").and_then(|w| w.maintenance.as_deref()),
+        maintenance(&s, "n:c-a:80").as_deref(),
         Some("container stopping")
     );
     s.died(&cid("a"), 1);
     assert_eq!(
-        s.get("n:c-a:80").and_then(|w| w.maintenance.as_deref()),
+        maintenance(&s, "n:c-a:80").as_deref(),
         Some("container exited with code 1")
     );
+    // A late `stop` event (Docker sends it after `die`) changes nothing.
+    assert!(s.stopping(&cid("a")).is_empty());
     // A listing without it keeps it; destroy removes it.
-    assert!(s.snapshot(&[]).is_empty());
+    assert!(s.listing_complete(&[]).is_empty());
     assert_eq!(s.destroyed(&cid("a")), ["n:c-a:80"]);
     assert!(s.is_empty());
 }
 
 #[test]
-fn on_success_deregisters_clean_exits() {
-    let mut s = state(DeregisterMode::OnSuccess);
-    s.running(&info("a", &[]));
-    s.stopping(&cid("a"));
-    assert_eq!(s.died(&cid("a"), 0), ["n:c-a:80"]);
-    assert!(s.is_empty());
+fn on_success_deregisters_clean_and_signal_exits() {
+    for code in [0, 137, 143] {
+        let mut s = state(DeregisterMode::OnSuccess);
+        s.started(&info("a", &[]));
+        s.stopping(&cid("a"));
+        assert_eq!(s.died(&cid("a"), code), ["n:c-a:80"], "{code}");
+        assert!(s.is_empty());
+    }
 }
 
 #[test]
 fn restart_clears_maintenance() {
     let mut s = state(DeregisterMode::OnSuccess);
-    s.running(&info("a", &[]));
+    s.started(&info("a", &[]));
     s.died(&cid("a"), 2);
-    s.running(&info("a", &[]));
-    assert_eq!(s.get("n:c-a:80").map(|w| w.maintenance.clone()), Some(None));
+    s.started(&restarted("a", "t1"));
+    assert_eq!(s.get("n:c-a:80").map(Want::maintenance), Some(None));
 }
 
 #[test]
@@ -91,7 +173,7 @@ fn pause_and_health() {
     let mut s = state(DeregisterMode::Always);
     let mut c = info("a", &[]);
     c.health = Some(CheckStatus::Warning);
-    s.running(&c);
+    s.started(&c);
     assert_eq!(s.paused(&cid("a"), true), ["n:c-a:80"]);
     assert!(s.paused(&cid("a"), true).is_empty(), "no change, no work");
     assert_eq!(s.paused(&cid("a"), false), ["n:c-a:80"]);
@@ -104,29 +186,35 @@ fn pause_and_health() {
 }
 
 #[test]
-fn snapshot_adds_missing_removes_gone_and_leaves_unchanged_alone() {
+fn a_listing_adds_missing_removes_gone_and_leaves_unchanged_alone() {
     let mut s = state(DeregisterMode::Always);
-    s.running(&info("a", &[]));
-    s.running(&info("b", &[]));
-    let changed = s.snapshot(&[info("b", &[]), info("c", &[])]);
-    assert_eq!(changed, ["n:c-a:80", "n:c-c:80"]);
+    s.started(&info("a", &[]));
+    s.started(&info("b", &[]));
+    let mut changed = s.listed(&info("b", &[]));
+    changed.extend(s.listed(&info("c", &[])));
+    changed.extend(s.listing_complete(&[cid("b"), cid("c")]));
+    assert_eq!(changed, ["n:c-c:80", "n:c-a:80"]);
     assert!(s.get("n:c-a:80").is_none());
 }
 
 #[test]
 fn duplicate_ids_across_containers_keep_the_first() {
     let mut s = state(DeregisterMode::Always);
-    s.running(&info("a", &[("SERVICE_ID", "dup")]));
-    assert!(s.running(&info("b", &[("SERVICE_ID", "dup")])).is_empty());
+    s.started(&info("a", &[("SERVICE_ID", "dup")]));
+    assert!(s.started(&info("b", &[("SERVICE_ID", "dup")])).is_empty());
     assert_eq!(s.get("dup").map(|w| w.container.clone()), Some(cid("a")));
-    assert_eq!(s.skipped_total, 1);
+    let skipped = s.take_skipped();
+    assert!(
+        matches!(&skipped[..], [Skipped { reason: SkipReason::IdTaken { owner, .. }, .. }] if *owner == cid("a")),
+        "{skipped:?}"
+    );
 }
 
 #[test]
 fn a_changed_container_drops_services_it_no_longer_has() {
     let mut s = state(DeregisterMode::Always);
-    s.running(&info("a", &[]));
-    let changed = s.running(&info("a", &[("SERVICE_NAME", "renamed")]));
+    s.started(&info("a", &[]));
+    let changed = s.started(&info("a", &[("SERVICE_NAME", "renamed")]));
     assert_eq!(changed, ["n:c-a:80"]);
     assert_eq!(
         s.get("n:c-a:80")
@@ -134,7 +222,7 @@ fn a_changed_container_drops_services_it_no_longer_has() {
         Some("renamed")
     );
     assert!(
-        s.running(&info("a", &[("SERVICE_NAME", "renamed")]))
+        s.started(&info("a", &[("SERVICE_NAME", "renamed")]))
             .is_empty(),
         "the same container again changes nothing"
     );

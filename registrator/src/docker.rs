@@ -4,14 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bollard::models::{ContainerInspectResponse, EventMessage, HealthStatusEnum};
+use bollard::models::{ContainerInspectResponse, EventMessage};
 use bollard::query_parameters::{EventsOptionsBuilder, ListContainersOptions};
 use bollard::Docker;
 use futures_util::stream::{self, Stream, StreamExt};
 use swarmgate_consul::CheckStatus;
 
-use crate::container::{ContainerId, ContainerInfo, NetworkAddr, Port, Proto};
+use crate::container::{
+    docker_health, ConfigFacts, ContainerId, ContainerInfo, NetworkAddr, Port, Proto,
+};
 
+/// How long reading the event history may take before what was read is used.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Inspects run at once during a full listing.
 const INSPECT_CONCURRENCY: usize = 16;
 /// The container events the registrator acts on.
@@ -67,6 +71,52 @@ pub fn events(
     docker.events(Some(options))
 }
 
+/// Containers whose last lifecycle event between `since` and now was a stop request (`stop`, or
+/// a terminating `kill`) with no `start` or `die` after it: if such a container still runs, it is
+/// running out its grace period. Docker's event history is a hint, bounded by `since` and by how
+/// much history the daemon keeps; a failure to read it answers what was read.
+pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<ContainerId> {
+    let to_secs = |t: SystemTime| {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    };
+    let filters: HashMap<&str, Vec<&str>> = [
+        ("type", vec!["container"]),
+        ("event", vec!["start", "stop", "kill", "die"]),
+    ]
+    .into();
+    let options = EventsOptionsBuilder::default()
+        .since(&to_secs(since))
+        .until(&to_secs(SystemTime::now()))
+        .filters(&filters)
+        .build();
+    let mut last: HashMap<ContainerId, bool> = HashMap::new();
+    let history = docker
+        .events(Some(options))
+        .take_while(|e| std::future::ready(e.is_ok()));
+    let read = history.for_each(|event| {
+        match event.ok().as_ref().and_then(classify) {
+            Some(DockerEvent::Stopping(id)) => {
+                last.insert(id, true);
+            }
+            Some(DockerEvent::Start(id) | DockerEvent::Died { id, .. }) => {
+                last.insert(id, false);
+            }
+            _ => {}
+        }
+        std::future::ready(())
+    });
+    if tokio::time::timeout(HISTORY_TIMEOUT, read).await.is_err() {
+        tracing::warn!("reading docker's event history timed out; using what was read");
+    }
+    let mut stopping: Vec<ContainerId> = last
+        .into_iter()
+        .filter_map(|(id, stop)| stop.then_some(id))
+        .collect();
+    stopping.sort();
+    stopping
+}
+
 /// Reads one event; `None` for events that change nothing.
 pub fn classify(event: &EventMessage) -> Option<DockerEvent> {
     let actor = event.actor.as_ref()?;
@@ -92,7 +142,7 @@ pub fn classify(event: &EventMessage) -> Option<DockerEvent> {
         "unpause" => DockerEvent::Paused(id, false),
         a if a.starts_with("health_status") => {
             let status = a.rsplit(':').next().unwrap_or_default().trim();
-            DockerEvent::Health(id, crate::container::docker_health(status)?)
+            DockerEvent::Health(id, docker_health(status)?)
         }
         _ => return None,
     })
@@ -108,12 +158,12 @@ fn is_terminating_signal(signal: &str) -> bool {
 }
 
 /// The running containers, inspected concurrently; each is handed to `each` as soon as it is
-/// inspected (so registration can start before the listing ends), and all are answered.
+/// inspected (so registration can start before the listing ends), and their ids are answered.
 /// Containers that vanish meanwhile are left out.
 pub async fn running_containers<F, Fut>(
     docker: &Docker,
     mut each: F,
-) -> Result<Vec<ContainerInfo>, bollard::errors::Error>
+) -> Result<Vec<ContainerId>, bollard::errors::Error>
 where
     F: FnMut(ContainerInfo) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -128,11 +178,11 @@ where
     let mut out = Vec::new();
     while let Some(r) = inspected.next().await {
         if let Some(info) = r? {
-            each(info.clone()).await;
-            out.push(info);
+            out.push(info.id.clone());
+            each(info).await;
         }
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort();
     Ok(out)
 }
 
@@ -161,12 +211,10 @@ fn to_info(resp: ContainerInspectResponse) -> Option<ContainerInfo> {
         .host_config
         .and_then(|h| h.network_mode)
         .unwrap_or_default();
-    let health = state.health.and_then(|h| h.status).and_then(|s| match s {
-        HealthStatusEnum::HEALTHY => Some(CheckStatus::Passing),
-        HealthStatusEnum::UNHEALTHY => Some(CheckStatus::Critical),
-        HealthStatusEnum::STARTING => Some(CheckStatus::Warning),
-        _ => None,
-    });
+    let health = state
+        .health
+        .and_then(|h| h.status)
+        .and_then(|s| docker_health(s.as_ref()));
     let ports = ports_of(
         net.ports.unwrap_or_default(),
         config.exposed_ports.unwrap_or_default(),
@@ -199,6 +247,13 @@ fn to_info(resp: ContainerInspectResponse) -> Option<ContainerInfo> {
         network_mode,
         health,
         paused: state.paused == Some(true),
+        started_at: state.started_at.unwrap_or_default(),
+        config: ConfigFacts {
+            hostname: config.hostname.unwrap_or_default(),
+            domainname: config.domainname.unwrap_or_default(),
+            user: config.user.unwrap_or_default(),
+            working_dir: config.working_dir.unwrap_or_default(),
+        },
     })
 }
 

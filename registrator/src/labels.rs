@@ -123,9 +123,18 @@ pub fn check_name(label: &str, value: &str) -> Result<(), LabelError> {
     rules::service_name(value).map_err(|e| LabelError::new(label, e.to_string()))
 }
 
-/// A service id (a name with `:` too; never only dots).
+/// A service id (a name with `:` too; never only dots). Nor may any `/`-separated part be
+/// only dots: Consul's HTTP router cleans `a/../b` out of the deregistration path, so such a
+/// service could never be removed.
 pub fn check_id(label: &str, value: &str) -> Result<(), LabelError> {
-    rules::service_id(value).map_err(|e| LabelError::new(label, e.to_string()))
+    rules::service_id(value).map_err(|e| LabelError::new(label, e.to_string()))?;
+    if value.split('/').any(|part| part.chars().all(|c| c == '.')) {
+        return Err(LabelError::new(
+            label,
+            format!("{value:?} has an empty, . or .. part between slashes"),
+        ));
+    }
+    Ok(())
 }
 
 /// A free-text value (tag, meta value, check parameter): no control characters, bounded size.
@@ -143,6 +152,29 @@ pub fn check_duration(label: &str, value: &str) -> Result<(), LabelError> {
 /// Splits a comma list, trimming and dropping empties.
 pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Splits a tag list as gliderlabs does: on unescaped commas only (`\,` is a literal comma);
+/// trimmed, empties dropped.
+pub fn split_tags(value: &str) -> Vec<String> {
+    let mut tags = Vec::new();
+    let mut current = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&',') => {
+                current.push(',');
+                chars.next();
+            }
+            ',' => tags.push(std::mem::take(&mut current)),
+            c => current.push(c),
+        }
+    }
+    tags.push(current);
+    tags.into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect()
 }
 
 #[cfg(test)]
@@ -211,6 +243,8 @@ mod tests {
             ),
             (check_name, ".app"),
             (check_id, ".."),
+            (check_id, "a/../../rootkey"),
+            (check_id, "a//b"),
             (check_text, "a\nb"),
             (check_duration, "10"),
         ] {
@@ -218,6 +252,13 @@ mod tests {
             assert_eq!(err.label, "SERVICE_X", "{value}");
         }
         assert!(check_name("L", "service1/v1").is_ok());
+    }
+
+    #[test]
+    fn tags_split_on_unescaped_commas_only() {
+        assert_eq!(split_tags(r"a,b\,c, d,,"), ["a", "b,c", "d"]);
+        assert_eq!(split_tags(r"x\y"), [r"x\y"]);
+        assert!(split_tags("").is_empty());
     }
 
     #[test]

@@ -4,39 +4,54 @@
 //! - [`config`]: flags (registrator's spellings), environment, the checked [`config::Config`].
 //! - [`labels`]: `SERVICE_*` labels and env vars, and their validation.
 //! - [`container`]: the facts about a container that decide its services.
+//! - [`phase`]: a container's phase (running, paused, stop requested, exited) and exit rules.
+//! - [`template`]: `-tags` as a Go-template subset over a container's inspect data.
 //! - [`service`]: the service model: names, ids, addresses, tags, meta, KV records.
+//! - [`kv`]: the map of KV keys: prefix, `<prefix>/<name>/<id>`, encoding, parsing.
 //! - [`checks`]: Consul checks from labels, and the Docker-health mirror.
 //! - [`docker`]: bollard calls: connect, list, inspect, events.
 //! - [`watcher`]: the task that follows Docker and feeds the registry.
-//! - [`desired`]: what should be registered, updated by each event.
-//! - [`sync`]: converging one service in Consul.
-//! - [`reconcile`]: comparing Consul with the desired state.
+//! - [`desired`]: what should be registered, updated by each event and listing.
+//! - [`skipped`]: the one event for a service left out (warning and counter together).
+//! - [`sync`]: converging one service on the Consul agent.
+//! - [`records`]: converging KV records, in transactions of up to 64 operations.
+//! - [`reconcile`]: reading what Consul holds and comparing it with the desired state.
 //! - [`registry`]: the task that owns the state and drives Consul.
-//! - [`metrics`]: `/metrics` and `/health`.
+//! - [`upkeep`]: the registry's verify, TTL refresh and shutdown drain.
+//! - [`health`]: the registry's condition, and the `/health` + `/metrics` endpoint.
+//! - [`metrics`]: the counters and gauges.
 
 pub mod checks;
 pub mod config;
 pub mod container;
 pub mod desired;
 pub mod docker;
+pub mod health;
+pub mod kv;
 pub mod labels;
 pub mod metrics;
+pub mod phase;
 pub mod reconcile;
+pub mod records;
 pub mod registry;
 pub mod service;
+pub mod skipped;
 pub mod sync;
+pub mod template;
+pub mod upkeep;
 pub mod watcher;
 
 use std::sync::Arc;
 
 use swarmgate_consul::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::desired::DesiredState;
+use crate::health::{Condition, Endpoint};
 use crate::metrics::Metrics;
 use crate::registry::{Registry, RegistrySettings};
 use crate::watcher::Watcher;
@@ -54,14 +69,21 @@ pub enum RunError {
 
 /// Runs the registrator until `token` is cancelled.
 pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunError> {
+    for flag in &config.ignored_flags {
+        tracing::warn!(%flag, "accepted for gliderlabs compatibility and ignored: Consul has no service TTL to refresh");
+    }
     let client = Client::new(&config.consul)?;
     if !wait_for_leader(&client, &config, &token).await? {
         return Ok(());
     }
     let metrics = Arc::new(Metrics::default());
-    metrics.consul_up.set(1);
+    let (condition_tx, condition) = watch::channel(Condition::default());
     if let Some(addr) = config.metrics_addr {
-        swarmgate_runtime::http::serve(addr, metrics.clone(), token.clone())
+        let endpoint = Endpoint {
+            metrics: metrics.clone(),
+            condition,
+        };
+        swarmgate_runtime::http::serve(addr, Arc::new(endpoint), token.clone())
             .await
             .map_err(RunError::Metrics)?;
     }
@@ -70,8 +92,8 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     let watcher = Watcher {
         docker_host: config.docker_host.clone(),
         resync: config.resync,
+        ip_name: config.ip_name.clone(),
         tx,
-        metrics: metrics.clone(),
     };
     tracker.spawn(
         watcher
@@ -85,7 +107,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
         deregister_on_shutdown: config.deregister_on_shutdown,
     };
     tracing::info!(consul = %client.address(), node = %config.model.node, "registrator started");
-    Registry::new(client, desired, settings, metrics)
+    Registry::new(client, desired, settings, metrics, condition_tx)
         .run(rx, token.clone())
         .instrument(tracing::info_span!("registry"))
         .await;

@@ -13,7 +13,9 @@ pub struct Metrics {
     pub docker_reconnects: Counter,
     pub reconciles: Counter,
     pub repairs: Counter,
+    /// Alias of `skipped_services_total`, kept for dashboards that read the old gauge.
     pub skipped_services: Gauge,
+    pub skipped_services_total: Counter,
     pub services: Gauge,
     pub pending: Gauge,
     pub consul_up: Gauge,
@@ -58,9 +60,14 @@ impl Status for Metrics {
                 "Services re-sent because Consul lost or changed them.",
                 &self.repairs,
             )
+            .counter(
+                "registrator_skipped_services_total",
+                "Services left out: bad labels, an id already taken, or refused by Consul.",
+                &self.skipped_services_total,
+            )
             .gauge(
                 "registrator_skipped_services",
-                "Services skipped for bad labels so far.",
+                "Services skipped so far (alias of registrator_skipped_services_total).",
                 &self.skipped_services,
             )
             .gauge(

@@ -1,39 +1,44 @@
-//! The registry task: sole owner of the desired state and of what Consul is known to hold.
-//! It applies the watcher's updates, converges each changed service in Consul (concurrently
-//! across services, one call chain at a time per service), retries failures with backoff,
-//! and periodically reconciles against what Consul really holds.
+//! The registry task: sole owner of the desired state, of what Consul is known to hold, and of
+//! the registrator's condition. It applies the watcher's updates, converges each changed service
+//! on the agent (concurrently across services, one call chain at a time per service) while its
+//! KV record goes in a batched transaction beside it, retries failures with backoff, skips what
+//! Consul refuses, and periodically reconciles against what Consul really holds.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{stream, StreamExt};
-use swarmgate_consul::{Client, Error, ServiceRegistration};
-use tokio::sync::mpsc;
+use swarmgate_consul::{Client, Error};
+use swarmgate_runtime::deadline;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::DOCKER_HEALTH_TTL_SECS;
-use crate::container::ContainerId;
-use crate::desired::{DesiredState, Want};
+use crate::desired::DesiredState;
 use crate::docker::DockerEvent;
+use crate::health::Condition;
 use crate::metrics::Metrics;
-use crate::reconcile::{compare, read_view, ConsulView};
-use crate::service::Service;
-use crate::sync::{converge, refresh_ttl, Done};
+use crate::reconcile::ConsulView;
+use crate::records::{Planned, Records};
+use crate::service::META_CONTAINER_NAME;
+use crate::skipped::{SkipReason, Skipped};
+use crate::sync::{converge, Applied, Done};
 use crate::watcher::Update;
 
 /// Services converged at once.
-const MAX_IN_FLIGHT: usize = 32;
-/// How long shutdown waits for in-flight calls and for `--deregister-on-shutdown`.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const MAX_IN_FLIGHT: usize = 32;
 
-enum Outcome {
+pub(crate) enum Outcome {
     Synced {
         id: String,
-        want: Option<Box<Want>>,
+        target: Option<Applied>,
         result: Result<Done, Error>,
+    },
+    Records {
+        planned: Vec<Planned>,
+        result: Result<bool, Error>,
     },
     Viewed {
         full: bool,
@@ -52,22 +57,30 @@ pub struct RegistrySettings {
 }
 
 pub struct Registry {
-    client: Client,
-    settings: RegistrySettings,
-    metrics: Arc<Metrics>,
-    desired: DesiredState,
-    /// What Consul holds as far as we know; absent means unknown (re-send whole).
-    applied: HashMap<String, Want>,
-    dirty: BTreeSet<String>,
-    in_flight: HashSet<String>,
-    failed: BTreeSet<String>,
-    last_sync: HashMap<String, Instant>,
-    jobs: JoinSet<Outcome>,
+    pub(crate) client: Client,
+    pub(crate) settings: RegistrySettings,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) desired: DesiredState,
+    /// What the agent holds as far as we know; absent means unknown (re-send whole).
+    pub(crate) applied: HashMap<String, Applied>,
+    pub(crate) dirty: BTreeSet<String>,
+    pub(crate) in_flight: HashSet<String>,
+    pub(crate) failed: BTreeSet<String>,
+    /// Services Consul refused (4xx), as they were wanted: not sent again until they change.
+    pub(crate) refused: HashMap<String, Applied>,
+    pub(crate) last_sync: HashMap<String, Instant>,
+    pub(crate) records: Records,
+    pub(crate) jobs: JoinSet<Outcome>,
     backoff: Box<dyn Iterator<Item = Duration> + Send>,
     retry_at: Option<Instant>,
-    verifying: bool,
-    want_full_verify: bool,
-    consul_down: bool,
+    pub(crate) verifying: bool,
+    pub(crate) want_full_verify: bool,
+    /// A listing has completed since start: before that the desired state is partial, and
+    /// `-cleanup` must not judge what Consul holds against it.
+    pub(crate) listed_once: bool,
+    condition: Condition,
+    published: watch::Sender<Condition>,
+    skipped_total: u64,
 }
 
 impl Registry {
@@ -76,6 +89,7 @@ impl Registry {
         desired: DesiredState,
         settings: RegistrySettings,
         metrics: Arc<Metrics>,
+        published: watch::Sender<Condition>,
     ) -> Self {
         Registry {
             client,
@@ -86,13 +100,21 @@ impl Registry {
             dirty: BTreeSet::new(),
             in_flight: HashSet::new(),
             failed: BTreeSet::new(),
+            refused: HashMap::new(),
             last_sync: HashMap::new(),
+            records: Records::default(),
             jobs: JoinSet::new(),
             backoff: Box::new(swarmgate_runtime::retry::default_backoff()),
             retry_at: None,
             verifying: false,
             want_full_verify: false,
-            consul_down: false,
+            listed_once: false,
+            condition: Condition {
+                consul_up: true,
+                ..Condition::default()
+            },
+            published,
+            skipped_total: 0,
         }
     }
 
@@ -104,13 +126,6 @@ impl Registry {
         let mut ttl = tokio::time::interval_at(Instant::now() + ttl_every, ttl_every);
         loop {
             self.pump();
-            let retry_at = self.retry_at;
-            let retry = async move {
-                match retry_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
             tokio::select! {
                 biased;
                 _ = token.cancelled() => break,
@@ -123,9 +138,10 @@ impl Registry {
                     Some(update) => self.apply(update),
                     None => break,
                 },
-                _ = retry => {
+                _ = deadline::sleep_until(self.retry_at) => {
                     self.retry_at = None;
                     self.dirty.append(&mut self.failed);
+                    self.records.retry_failed();
                 }
                 _ = verify.tick() => self.start_verify(false),
                 _ = ttl.tick() => self.refresh_ttls(),
@@ -136,18 +152,34 @@ impl Registry {
 
     fn apply(&mut self, update: Update) {
         let changed = match update {
-            Update::Snapshot(running) => {
+            Update::Listed(info) => self.desired.listed(&info),
+            Update::Started(info) => self.desired.started(&info),
+            Update::ListingComplete(running) => {
+                self.listed_once = true;
                 self.want_full_verify = true;
-                self.desired.snapshot(&running)
+                self.desired.listing_complete(&running)
             }
-            Update::Running(info) => self.desired.running(&info),
             Update::Event(event) => self.on_event(event),
+            Update::DockerUp(up) => {
+                self.condition.docker_up = up;
+                Vec::new()
+            }
+            Update::HostIp(ip) => {
+                // The listing that follows rebuilds every service with it.
+                self.desired.set_host_ip(ip);
+                Vec::new()
+            }
         };
-        self.dirty.extend(changed);
+        for id in changed {
+            let key = self.desired.get(&id).and_then(|w| w.service.kv.as_ref());
+            self.records
+                .service_changed(&id, key.map(|(k, _)| k.as_str()));
+            self.dirty.insert(id);
+        }
+        for skipped in self.desired.take_skipped() {
+            self.record_skip(&skipped);
+        }
         self.metrics.services.set(self.desired.len() as i64);
-        self.metrics
-            .skipped_services
-            .set(self.desired.skipped_total as i64);
     }
 
     fn on_event(&mut self, event: DockerEvent) -> Vec<String> {
@@ -162,7 +194,14 @@ impl Registry {
         }
     }
 
-    /// Starts convergence of dirty services, up to the concurrency limit.
+    pub(crate) fn record_skip(&mut self, skipped: &Skipped) {
+        skipped.emit(&self.metrics);
+        self.skipped_total += 1;
+        self.metrics.skipped_services.set(self.skipped_total as i64);
+    }
+
+    /// Starts convergence of dirty services (up to the concurrency limit) and of dirty KV
+    /// records (in transactions), then writes the condition out.
     fn pump(&mut self) {
         let room = MAX_IN_FLIGHT.saturating_sub(self.in_flight.len());
         let ready: Vec<String> = self
@@ -174,34 +213,96 @@ impl Registry {
             .collect();
         for id in ready {
             self.dirty.remove(&id);
-            let want = self.desired.get(&id).cloned();
-            let have = self.applied.get(&id).cloned();
-            if want.is_some() && want == have {
-                continue;
-            }
-            self.in_flight.insert(id.clone());
-            let client = self.client.clone();
-            self.jobs.spawn(async move {
-                let started = std::time::Instant::now();
-                let result = converge(&client, &id, want.as_ref(), have.as_ref()).await;
-                tracing::debug!(service_id = %id, elapsed_us = started.elapsed().as_micros() as u64, "converged");
-                Outcome::Synced { id, want: want.map(Box::new), result }
-            });
+            self.spawn_sync(id);
         }
+        self.pump_records();
         if self.want_full_verify && !self.verifying {
             self.start_verify(true);
         }
-        let pending = (self.dirty.len() + self.in_flight.len() + self.failed.len()) as i64;
-        if pending == 0 && self.metrics.pending.get() > 0 {
-            // A burst of work (a listing, a reconcile) just drained: give its memory back.
+        self.publish();
+    }
+
+    fn spawn_sync(&mut self, id: String) {
+        let want = self.desired.get(&id).cloned();
+        let target = want.as_ref().map(Applied::of);
+        let have = self.applied.get(&id).copied();
+        if target.is_some() && (target == have || target == self.refused.get(&id).copied()) {
+            return;
+        }
+        self.in_flight.insert(id.clone());
+        let client = self.client.clone();
+        self.jobs.spawn(async move {
+            let started = std::time::Instant::now();
+            let result = converge(&client, &id, want.as_ref(), have.as_ref()).await;
+            tracing::debug!(service_id = %id, elapsed_us = started.elapsed().as_micros() as u64, "converged");
+            Outcome::Synced { id, target, result }
+        });
+    }
+
+    fn pump_records(&mut self) {
+        let (desired, prefix, refused) = (
+            &self.desired,
+            self.desired.settings().kv_prefix.as_ref(),
+            &self.refused,
+        );
+        let wanted = |key: &str| -> Option<&[u8]> {
+            let (_, id) = prefix?.parse(key)?;
+            let want = desired.get(&id)?;
+            if refused.contains_key(&id) {
+                return None;
+            }
+            match &want.service.kv {
+                Some((k, v)) if k == key => Some(v.as_slice()),
+                _ => None,
+            }
+        };
+        for batch in self.records.next_batches(wanted) {
+            let client = self.client.clone();
+            self.jobs.spawn(async move {
+                let result = client.kv_txn(&batch.ops).await;
+                Outcome::Records {
+                    planned: batch.planned,
+                    result,
+                }
+            });
+        }
+    }
+
+    /// Writes the condition to `/health`'s channel and the gauges, and gives memory back when a
+    /// burst of work (a listing, a reconcile) has just drained.
+    fn publish(&mut self) {
+        let pending =
+            self.dirty.len() + self.in_flight.len() + self.failed.len() + self.records.pending();
+        if pending == 0 && self.condition.pending > 0 {
             swarmgate_runtime::memory::release_free_memory();
         }
-        self.metrics.pending.set(pending);
+        self.condition.pending = pending;
+        self.metrics.pending.set(pending as i64);
+        self.metrics
+            .consul_up
+            .set(i64::from(self.condition.consul_up));
+        self.metrics
+            .docker_up
+            .set(i64::from(self.condition.docker_up));
+        self.published.send_if_modified(|c| {
+            let changed = *c != self.condition;
+            *c = self.condition;
+            changed
+        });
     }
 
     fn finish(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Synced { id, want, result } => self.finish_sync(id, want, result),
+            Outcome::Synced { id, target, result } => self.finish_sync(id, target, result),
+            Outcome::Records { planned, result } => {
+                match &result {
+                    Ok(_) => self.consul_ok(),
+                    Err(e) => self.consul_failed(e, "consul kv transaction failed"),
+                }
+                for key in self.records.finish(planned, &result) {
+                    tracing::warn!(%key, "consul refused the kv record; not retried until it changes");
+                }
+            }
             Outcome::Viewed {
                 full,
                 started,
@@ -224,11 +325,12 @@ impl Registry {
         }
     }
 
-    fn finish_sync(&mut self, id: String, want: Option<Box<Want>>, result: Result<Done, Error>) {
+    fn finish_sync(&mut self, id: String, target: Option<Applied>, result: Result<Done, Error>) {
         self.in_flight.remove(&id);
         match result {
             Ok(done) => {
                 self.consul_ok();
+                self.refused.remove(&id);
                 if done.registered {
                     self.metrics.registrations.inc();
                     tracing::info!(service_id = %id, "registered");
@@ -237,9 +339,9 @@ impl Registry {
                     self.metrics.deregistrations.inc();
                     tracing::info!(service_id = %id, "deregistered");
                 }
-                match want {
-                    Some(w) => {
-                        self.applied.insert(id.clone(), *w);
+                match target {
+                    Some(t) => {
+                        self.applied.insert(id.clone(), t);
                         self.last_sync.insert(id, Instant::now());
                     }
                     None => {
@@ -250,8 +352,9 @@ impl Registry {
                     }
                 }
             }
+            Err(e) if is_refusal(&e) && target.is_some() => self.refuse(id, target, &e),
             Err(e) => {
-                if want.is_some() {
+                if target.is_some() {
                     self.applied.remove(&id);
                 }
                 tracing::warn!(service_id = %id, error = %e, "consul sync failed; will retry");
@@ -261,24 +364,53 @@ impl Registry {
         }
     }
 
-    fn consul_ok(&mut self) {
+    /// Consul refused the registration (4xx): skipped with a warning naming the container,
+    /// not retried until it changes; its KV record goes too.
+    fn refuse(&mut self, id: String, target: Option<Applied>, e: &Error) {
+        self.consul_ok();
+        self.applied.remove(&id);
+        let Some(want) = self.desired.get(&id) else {
+            return;
+        };
+        let skipped = Skipped {
+            container: want.container.clone(),
+            container_name: want
+                .service
+                .registration
+                .meta
+                .get(META_CONTAINER_NAME)
+                .cloned()
+                .unwrap_or_default(),
+            reason: SkipReason::Refused {
+                service_id: id.clone(),
+                error: e.to_string(),
+            },
+        };
+        if let Some((key, _)) = &want.service.kv {
+            self.records.touch(key.clone(), false);
+        }
+        if let Some(t) = target {
+            self.refused.insert(id, t);
+        }
+        self.record_skip(&skipped);
+    }
+
+    pub(crate) fn consul_ok(&mut self) {
         self.backoff = Box::new(swarmgate_runtime::retry::default_backoff());
-        self.metrics.consul_up.set(1);
-        if self.consul_down {
-            self.consul_down = false;
+        if !self.condition.consul_up {
+            self.condition.consul_up = true;
             self.want_full_verify = true;
             tracing::info!("consul answers again; reconciling");
         }
     }
 
-    fn consul_failed(&mut self, e: &Error, what: &str) {
+    pub(crate) fn consul_failed(&mut self, e: &Error, what: &str) {
         self.metrics.consul_errors.inc();
         if e.is_retryable() {
-            if !self.consul_down {
+            if self.condition.consul_up {
                 tracing::warn!(error = %e, "{what}; consul unreachable, keeping desired state and retrying");
             }
-            self.consul_down = true;
-            self.metrics.consul_up.set(0);
+            self.condition.consul_up = false;
         } else if e.is_permission_denied() {
             tracing::error!(error = %e, "{what}: permission denied; the token needs service:write and key:write on the KV prefix");
         } else {
@@ -289,143 +421,12 @@ impl Registry {
             self.retry_at = Some(Instant::now() + delay);
         }
     }
-
-    fn start_verify(&mut self, full: bool) {
-        if self.verifying {
-            return;
-        }
-        self.verifying = true;
-        self.want_full_verify &= !full;
-        self.metrics.reconciles.inc();
-        let client = self.client.clone();
-        let node = self.desired.settings().node.clone();
-        let prefix = self.desired.settings().kv_prefix.clone();
-        let started = Instant::now();
-        self.jobs.spawn(async move {
-            let result = read_view(&client, &node, &prefix, full).await;
-            Outcome::Viewed {
-                full,
-                started,
-                result,
-            }
-        });
-    }
-
-    fn finish_verify(&mut self, view: ConsulView, full: bool, started: Instant) {
-        let findings = compare(&view, &self.desired);
-        let settled = |r: &Registry, id: &str| {
-            !r.in_flight.contains(id)
-                && !r.dirty.contains(id)
-                && !r.failed.contains(id)
-                && r.last_sync.get(id).is_none_or(|t| *t < started)
-        };
-        let repair: Vec<String> = findings
-            .repair
-            .into_iter()
-            .filter(|id| settled(self, id))
-            .collect();
-        if !repair.is_empty() {
-            tracing::info!(
-                count = repair.len(),
-                "consul lacks or changed services; re-sending them"
-            );
-            for id in repair {
-                self.metrics.repairs.inc();
-                self.applied.remove(&id);
-                self.dirty.insert(id);
-            }
-            self.want_full_verify |= !full;
-        }
-        if !self.settings.cleanup {
-            return;
-        }
-        for (id, kv_key) in findings.orphans {
-            if settled(self, &id) && !self.applied.contains_key(&id) {
-                tracing::info!(service_id = %id, "removing service whose container no longer runs");
-                self.applied.insert(id.clone(), orphan(&id, kv_key));
-                self.dirty.insert(id);
-            }
-        }
-        for key in findings.orphan_keys {
-            let client = self.client.clone();
-            self.jobs
-                .spawn(async move { Outcome::Other(client.kv_delete(&key).await) });
-        }
-    }
-
-    /// Refreshes every Docker-health TTL in one job, `MAX_IN_FLIGHT` at a time.
-    fn refresh_ttls(&mut self) {
-        let due: Vec<Want> = self
-            .desired
-            .iter()
-            .filter(|(id, w)| w.health.is_some() && self.applied.get(*id) == Some(w))
-            .map(|(_, w)| w.clone())
-            .collect();
-        if due.is_empty() {
-            return;
-        }
-        let client = self.client.clone();
-        self.jobs.spawn(async move {
-            let results: Vec<_> = stream::iter(due)
-                .map(|w| {
-                    let client = client.clone();
-                    async move { refresh_ttl(&client, &w).await }
-                })
-                .buffer_unordered(MAX_IN_FLIGHT)
-                .collect()
-                .await;
-            Outcome::Other(
-                results
-                    .into_iter()
-                    .collect::<Result<Vec<()>, _>>()
-                    .map(drop),
-            )
-        });
-    }
-
-    async fn drain(mut self) {
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        while tokio::time::timeout_at(deadline, self.jobs.join_next())
-            .await
-            .ok()
-            .flatten()
-            .is_some()
-        {}
-        if !self.settings.deregister_on_shutdown {
-            return;
-        }
-        tracing::info!(
-            count = self.desired.len(),
-            "deregistering this node's services before exit"
-        );
-        let client = &self.client;
-        let deregister = stream::iter(self.desired.iter())
-            .map(|(id, want)| async move {
-                if let Err(e) = converge(client, id, None, Some(want)).await {
-                    tracing::warn!(service_id = %id, error = %e, "deregistration at shutdown failed");
-                }
-            })
-            .buffer_unordered(MAX_IN_FLIGHT)
-            .collect::<Vec<()>>();
-        if tokio::time::timeout_at(deadline, deregister).await.is_err() {
-            tracing::warn!("deregistration at shutdown did not finish in time");
-        }
-    }
 }
 
-/// A stand-in for a service found in Consul that we own but no longer want: enough to delete it.
-fn orphan(id: &str, kv_key: Option<String>) -> Want {
-    Want {
-        service: Service {
-            registration: ServiceRegistration {
-                id: id.to_string(),
-                ..ServiceRegistration::default()
-            },
-            kv: kv_key.map(|k| (k, Vec::new())),
-            mirrors_docker_health: false,
-        },
-        container: ContainerId(String::new()),
-        maintenance: None,
-        health: None,
-    }
+/// A 4xx other than a permission problem: the same request will never succeed.
+fn is_refusal(e: &Error) -> bool {
+    matches!(e, Error::Status { status, .. } if status.is_client_error())
+        && !e.is_retryable()
+        && !e.is_permission_denied()
+        && !e.is_not_found()
 }

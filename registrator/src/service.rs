@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use swarmgate_consul::ServiceRegistration;
 
-use crate::checks::{docker_health_check, label_check};
+use crate::checks::{docker_health_check, label_check, CheckTarget};
 use crate::container::{ContainerInfo, Port, Proto};
+use crate::kv::KvPrefix;
 use crate::labels::{
-    check_id, check_name, check_text, split_list, LabelError, ServiceLabels, MAX_META_KEY_LEN,
+    check_id, check_name, check_text, split_tags, LabelError, ServiceLabels, MAX_META_KEY_LEN,
 };
+use crate::template::TagTemplate;
 
 /// The meta key and value that mark a service as ours; `-cleanup` removes only services bearing it.
 pub const OWNER_META_KEY: &str = "managed-by";
@@ -38,12 +40,12 @@ pub struct ModelSettings {
     pub explicit: bool,
     /// `-useIpFromLabel`: take the address from this label.
     pub ip_label: Option<String>,
-    /// `-tags`: added to every service.
-    pub extra_tags: Vec<String>,
+    /// `-tags`: added to every service, rendered per container.
+    pub tags: Option<TagTemplate>,
     /// `--network`: the network whose address a container is registered at.
     pub network: Option<String>,
-    /// `--kv-prefix`; empty turns the KV record off.
-    pub kv_prefix: String,
+    /// `--kv-prefix`; `None` turns the KV record off.
+    pub kv_prefix: Option<KvPrefix>,
 }
 
 /// One service to register, with its KV record.
@@ -133,16 +135,15 @@ fn build_one(
     grouped: bool,
 ) -> Result<Service, LabelError> {
     let p = port.container_port;
-    let name = match labels.get(p, "NAME") {
-        Some(v) => v.value.clone(),
-        None => {
-            let base = default_name(c);
-            if grouped {
-                format!("{base}-{p}")
-            } else {
-                base
-            }
-        }
+    // gliderlabs: with several ports, any name not given for this very port (the image's, or
+    // SERVICE_NAME) gets the port suffix; the ports are counted before SERVICE_<port>_IGNORE.
+    let base = labels
+        .get(p, "NAME")
+        .map_or_else(|| default_name(c), |v| v.value.clone());
+    let name = if grouped && !labels.is_port_specific(p, "NAME") {
+        format!("{base}-{p}")
+    } else {
+        base
     };
     check_name(
         labels
@@ -156,14 +157,17 @@ fn build_one(
             check_id(&v.label, &v.value)?;
             v.value.clone()
         }
-        None => format!("{}:{}:{p}{}", s.node, c.name, if udp { ":udp" } else { "" }),
+        None => default_id(&s.node, &c.name, p, udp),
     };
     let (address, service_port) = address_of(c, s, labels, port)?;
-    let tags = tags_of(labels, s, p, udp)?;
+    let tags = tags_of(c, labels, s, p, udp)?;
     let meta = meta_of(c, s, labels, p)?;
-    let mut checks: Vec<_> = label_check(labels, p, &address, service_port)?
-        .into_iter()
-        .collect();
+    let target = CheckTarget {
+        ip: &address,
+        service_port,
+        container_id: &c.id.0,
+    };
+    let mut checks: Vec<_> = label_check(labels, p, &target)?.into_iter().collect();
     if let Some(health) = c.health {
         checks.push(docker_health_check(&id, health));
     }
@@ -176,12 +180,34 @@ fn build_one(
         meta,
         checks,
     };
-    let kv = (!s.kv_prefix.is_empty()).then(|| kv_record(c, s, &registration));
+    let kv = s
+        .kv_prefix
+        .as_ref()
+        .map(|prefix| kv_record(c, s, prefix, &registration));
     Ok(Service {
         registration,
         kv,
         mirrors_docker_health: c.health.is_some(),
     })
+}
+
+/// The default service id, gliderlabs' shape: `<node>:<container-name>:<port>[:udp]`.
+pub fn default_id(node: &str, container: &str, port: u16, udp: bool) -> String {
+    format!("{node}:{container}:{port}{}", if udp { ":udp" } else { "" })
+}
+
+/// `(node, container name)` of an id in gliderlabs' shape (its `serviceIDPattern`:
+/// `^(.+?):([a-zA-Z0-9][a-zA-Z0-9_.-]+):[0-9]+(?::udp)?$`), else `None`.
+pub fn parse_default_id(id: &str) -> Option<(&str, &str)> {
+    let rest = id.strip_suffix(":udp").unwrap_or(id);
+    let (rest, port) = rest.rsplit_once(':')?;
+    let (node, container) = rest.rsplit_once(':')?;
+    let port_ok = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+    let mut chars = container.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = container.len() >= 2
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    (port_ok && first_ok && rest_ok && !node.is_empty()).then_some((node, container))
 }
 
 /// Swarm service name for tasks, else the image's base name: `reg:5000/org/app:1.2` → `app`.
@@ -263,6 +289,7 @@ fn container_ip(
 }
 
 fn tags_of(
+    c: &ContainerInfo,
     labels: &ServiceLabels,
     s: &ModelSettings,
     p: u16,
@@ -270,12 +297,20 @@ fn tags_of(
 ) -> Result<Vec<String>, LabelError> {
     let mut tags = Vec::new();
     if let Some(v) = labels.get(p, "TAGS") {
-        for tag in split_list(&v.value) {
-            check_text(&v.label, tag)?;
-            tags.push(tag.to_string());
+        for tag in split_tags(&v.value) {
+            check_text(&v.label, &tag)?;
+            tags.push(tag);
         }
     }
-    tags.extend(s.extra_tags.iter().cloned());
+    if let Some(template) = &s.tags {
+        let rendered = template
+            .render(c)
+            .map_err(|e| LabelError::new("-tags", e.to_string()))?;
+        for tag in split_tags(&rendered) {
+            check_text("-tags", &tag)?;
+            tags.push(tag);
+        }
+    }
     if udp {
         tags.push("udp".into());
     }
@@ -284,8 +319,10 @@ fn tags_of(
     Ok(tags)
 }
 
+/// The attributes that are not meta: gliderlabs copies every other `SERVICE_*` attribute into
+/// the service meta, `check_*` included.
 fn is_reserved_key(key: &str) -> bool {
-    matches!(key, "NAME" | "ID" | "TAGS" | "IGNORE" | "NETWORK") || key.starts_with("CHECK_")
+    matches!(key, "NAME" | "ID" | "TAGS")
 }
 
 fn meta_of(
@@ -326,8 +363,13 @@ fn meta_of(
     Ok(meta)
 }
 
-fn kv_record(c: &ContainerInfo, s: &ModelSettings, r: &ServiceRegistration) -> (String, Vec<u8>) {
-    let key = format!("{}/{}/{}", s.kv_prefix.trim_end_matches('/'), r.name, r.id);
+fn kv_record(
+    c: &ContainerInfo,
+    s: &ModelSettings,
+    prefix: &KvPrefix,
+    r: &ServiceRegistration,
+) -> (String, Vec<u8>) {
+    let key = prefix.key(&r.name, &r.id);
     let record = KvRecord {
         id: &r.id,
         name: &r.name,

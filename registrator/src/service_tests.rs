@@ -8,7 +8,7 @@ fn settings() -> ModelSettings {
     ModelSettings {
         node: "host1".into(),
         fallback_ip: "192.0.2.1".into(),
-        kv_prefix: "services".into(),
+        kv_prefix: crate::kv::KvPrefix::new("services").expect("valid"),
         ..ModelSettings::default()
     }
 }
@@ -35,6 +35,8 @@ fn container(labels: &[(&str, &str)], ports: Vec<Port>) -> ContainerInfo {
         network_mode: "bridge".into(),
         health: None,
         paused: false,
+        started_at: "t0".into(),
+        config: Default::default(),
     }
 }
 
@@ -80,7 +82,7 @@ fn one_published_port_defaults() {
 }
 
 #[test]
-fn several_ports_get_port_suffixed_default_names_but_keep_an_explicit_name() {
+fn several_ports_suffix_every_name_not_given_for_that_port() {
     let c = container(&[], vec![published(80, 1), published(443, 2)]);
     let names: Vec<_> = services_for(&c, &settings())
         .services
@@ -97,7 +99,45 @@ fn several_ports_get_port_suffixed_default_names_but_keep_an_explicit_name() {
         .into_iter()
         .map(|s| s.registration.name)
         .collect();
-    assert_eq!(names, ["web", "web-tls"]);
+    assert_eq!(names, ["web-80", "web-tls"]);
+    // Ports are counted before SERVICE_<port>_IGNORE (gliderlabs: web + 443 ignored → web-80).
+    let c = container(
+        &[("SERVICE_NAME", "web"), ("SERVICE_443_IGNORE", "1")],
+        vec![published(80, 1), published(443, 2)],
+    );
+    let names: Vec<_> = services_for(&c, &settings())
+        .services
+        .into_iter()
+        .map(|s| s.registration.name)
+        .collect();
+    assert_eq!(names, ["web-80"]);
+    let c = container(&[("SERVICE_NAME", "web")], vec![published(80, 1)]);
+    assert_eq!(
+        services_for(&c, &settings()).services[0].registration.name,
+        "web"
+    );
+}
+
+#[test]
+fn every_service_attribute_goes_into_meta_and_slashes_stay_in_names() {
+    let c = container(
+        &[
+            ("SERVICE_NAME", "service1/v1"),
+            ("SERVICE_CHECK_HTTP", "/health"),
+            ("SERVICE_TAGS", r"a\,b,c"),
+            ("SERVICE_80_OWNER", "team"),
+        ],
+        vec![published(80, 1)],
+    );
+    let svc = &services_for(&c, &settings()).services[0];
+    let r = &svc.registration;
+    assert_eq!(r.name, "service1/v1");
+    assert_eq!(r.tags, ["a,b", "c"]);
+    assert_eq!(r.meta["check_http"], "/health");
+    assert_eq!(r.meta["owner"], "team");
+    assert!(!r.meta.contains_key("name") && !r.meta.contains_key("tags"));
+    let (key, _) = svc.kv.as_ref().expect("kv");
+    assert_eq!(key, "services/service1%2Fv1/host1:web_1:80");
 }
 
 #[test]
@@ -148,7 +188,7 @@ fn ip_flag_and_specific_binding_and_ip_label() {
 #[test]
 fn tags_meta_udp_and_extra_tags() {
     let s = ModelSettings {
-        extra_tags: vec!["prod".into()],
+        tags: Some(crate::template::TagTemplate::parse("prod").expect("literal")),
         ..settings()
     };
     let udp = Port {
@@ -299,7 +339,7 @@ fn docker_health_adds_a_ttl_check_at_the_current_status() {
 #[test]
 fn kv_off_with_empty_prefix() {
     let s = ModelSettings {
-        kv_prefix: String::new(),
+        kv_prefix: None,
         ..settings()
     };
     assert!(
@@ -307,4 +347,21 @@ fn kv_off_with_empty_prefix() {
             .kv
             .is_none()
     );
+}
+
+#[test]
+fn default_ids_have_gliderlabs_shape_and_parse_back() {
+    assert_eq!(default_id("h1", "web_1", 80, true), "h1:web_1:80:udp");
+    assert_eq!(parse_default_id("h1:web_1:80:udp"), Some(("h1", "web_1")));
+    assert_eq!(parse_default_id("a:b:web.2:8080"), Some(("a:b", "web.2")));
+    for other in [
+        "web",
+        "h1:web_1",
+        "h1:web_1:x",
+        ":web_1:80",
+        "h1:_w:80",
+        "h1:w:80",
+    ] {
+        assert_eq!(parse_default_id(other), None, "{other}");
+    }
 }

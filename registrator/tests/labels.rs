@@ -35,7 +35,11 @@ async fn name_tags_id_meta_and_port_specific_labels() {
             TestImage::ensure(),
         ],
     );
-    let [w] = instances(&consul, &web, 1).await.try_into().expect("one");
+    // SERVICE_NAME on a container with two ports: the port suffix, as gliderlabs names it.
+    let [w] = instances(&consul, &format!("{web}-80"), 1)
+        .await
+        .try_into()
+        .expect("one");
     assert_eq!(
         w["Service"]["Tags"],
         serde_json::json!(["green", "v2", "dc1", "edge"])
@@ -255,7 +259,9 @@ async fn internal_ip_label_and_host_ip() {
         ],
     );
     let ip = testkit::docker::docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &c.name]);
-    let found = instances(&consul, &name, 2).await;
+    // Two exposed ports: gliderlabs' suffix on both names.
+    let mut found = instances(&consul, &format!("{name}-80"), 1).await;
+    found.extend(instances(&consul, &format!("{name}-9000"), 1).await);
     let mut ports: Vec<_> = found
         .iter()
         .map(|e| e["Service"]["Port"].as_u64().expect("port"))

@@ -7,6 +7,8 @@
 //! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
 //! - [`consul_proxy`]: an HTTP proxy in front of Consul that runs a hook before a request.
 //! - [`docker`]: the test image and containers that remove themselves.
+//! - [`lifecycle`]: apps that drain on SIGTERM, background stops, "still running?".
+//! - [`fake_docker`]: a fake Docker daemon whose event stream sends junk.
 //! - [`proxy`]: a Docker socket proxy a test can cut.
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`daemons`]: the registrator and the templater as every suite starts them.
@@ -20,7 +22,9 @@ pub mod consul_proxy;
 pub mod daemons;
 pub mod docker;
 pub mod eventually;
+pub mod fake_docker;
 pub mod http;
+pub mod lifecycle;
 pub mod metrics;
 pub mod nginx;
 pub mod ports;
