@@ -6,7 +6,7 @@ mod common;
 
 use common::{instances, status_becomes, Registrator, WAIT};
 use serde_json::Value;
-use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
+use testkit::{eventually, serve_until_cue, unique, ConsulAgent, Container, TestImage};
 
 fn run(prefix: &str, labels: &[&str]) -> Container {
     let mut args = vec!["-p", "80"];
@@ -118,7 +118,7 @@ async fn on_success_counts_signal_exits_as_clean_and_keeps_failures_in_maintenan
             TestImage::ensure(),
             "sh",
             "-c",
-            "httpd -p 80 -h /; sleep 2; exit 3",
+            &serve_until_cue(3),
         ],
     );
     status_becomes(&consul, &killed, "passing").await;
@@ -126,6 +126,7 @@ async fn on_success_counts_signal_exits_as_clean_and_keeps_failures_in_maintenan
     // docker kill: exit 137, the signal bit set — clean for gliderlabs, deregistered.
     k.kill("KILL");
     instances(&consul, &killed, 0).await;
+    f.cue();
     // Exit 3 (no signal): deliberately kept, in maintenance — no traffic to a dead container.
     status_becomes(&consul, &failed, "critical").await;
     drop(f);

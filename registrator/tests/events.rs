@@ -4,7 +4,7 @@
 mod common;
 
 use common::{instances, status_becomes, Registrator, WAIT};
-use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
+use testkit::{eventually, serve_until_cue, unique, ConsulAgent, Container, TestImage};
 
 #[tokio::test]
 async fn start_registers_with_registrator_defaults_and_kv_then_stop_removes_both() {
@@ -111,7 +111,7 @@ async fn deregister_on_success_keeps_failed_containers_in_maintenance() {
             TestImage::ensure(),
             "sh",
             "-c",
-            "httpd -p 80 -h /; sleep 2; exit 3",
+            &serve_until_cue(3),
         ],
     );
     let ok = Container::run(
@@ -124,11 +124,13 @@ async fn deregister_on_success_keeps_failed_containers_in_maintenance() {
             TestImage::ensure(),
             "sh",
             "-c",
-            "httpd -p 80 -h /; sleep 2; exit 0",
+            &serve_until_cue(0),
         ],
     );
     status_becomes(&consul, &failing, "passing").await;
     instances(&consul, &clean, 1).await;
+    f.cue();
+    ok.cue();
     // The failed one stays registered, out of rotation; the clean exit is deregistered.
     status_becomes(&consul, &failing, "critical").await;
     instances(&consul, &clean, 0).await;

@@ -138,6 +138,24 @@ impl Container {
     pub fn remove(&self) {
         docker_quiet(&["rm", "-f", "-v", &self.name]);
     }
+
+    /// `docker exec <name> ARGS…`, its output.
+    pub fn exec(&self, args: &[&str]) -> String {
+        let mut all = vec!["exec", self.name.as_str()];
+        all.extend_from_slice(args);
+        docker(&all)
+    }
+
+    /// Lets a container running [`serve_until_cue`] exit.
+    pub fn cue(&self) {
+        self.exec(&["touch", "/cue"]);
+    }
+}
+
+/// A shell command for the test image: serve HTTP on port 80 until [`Container::cue`], then
+/// exit with `code` (the test decides when, not a timer racing a loaded machine).
+pub fn serve_until_cue(code: i32) -> String {
+    format!("httpd -p 80 -h /; while [ ! -e /cue ]; do sleep 0.1; done; exit {code}")
 }
 
 impl Drop for Container {

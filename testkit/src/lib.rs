@@ -33,7 +33,7 @@ pub mod proxy;
 pub mod report;
 
 pub use consul::ConsulAgent;
-pub use docker::{unique, Container, TestImage};
+pub use docker::{serve_until_cue, unique, Container, TestImage};
 pub use eventually::eventually;
 pub use nginx::{Backend, NginxServer};
 pub use ports::free_port;
