@@ -91,15 +91,22 @@ pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<Con
         .filters(&filters)
         .build();
     let mut last: HashMap<ContainerId, bool> = HashMap::new();
+    let mut dead: std::collections::HashSet<ContainerId> = std::collections::HashSet::new();
     let history = docker
         .events(Some(options))
         .take_while(|e| std::future::ready(e.is_ok()));
     let read = history.for_each(|event| {
         match event.ok().as_ref().and_then(classify) {
-            Some(DockerEvent::Stopping(id)) => {
+            // `docker stop` reports `stop` after `die`: that one asks nothing of a later run.
+            Some(DockerEvent::Stopping(id)) if !dead.contains(&id) => {
                 last.insert(id, true);
             }
-            Some(DockerEvent::Start(id) | DockerEvent::Died { id, .. }) => {
+            Some(DockerEvent::Start(id)) => {
+                dead.remove(&id);
+                last.insert(id, false);
+            }
+            Some(DockerEvent::Died { id, .. }) => {
+                dead.insert(id.clone());
                 last.insert(id, false);
             }
             _ => {}

@@ -26,7 +26,10 @@ pub fn registrator(
     ])
     .args(args)
     .arg(uri)
-    .env("RUST_LOG", "info")
+    .env(
+        "RUST_LOG",
+        std::env::var("TEST_REG_LOG").unwrap_or("info".into()),
+    )
     .env_remove("CONSUL_HTTP_TOKEN")
     .envs(env.iter().copied());
     Process::spawn(cmd, node)
