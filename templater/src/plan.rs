@@ -249,12 +249,7 @@ fn service(
             None
         };
         match reason {
-            Some(reason) => p.left_out.push(LeftOut {
-                id: i.id.clone(),
-                node: i.node.clone(),
-                color: color(i),
-                reason,
-            }),
+            Some(reason) => p.left_out.push(LeftOut::of(i, color(i), reason)),
             None => healthy.push(i),
         }
     }
@@ -309,12 +304,7 @@ fn assign(p: &mut ServicePlan, healthy: &[&Instance], opts: &PlanOptions) {
             None
         };
         match reason {
-            Some(reason) => p.left_out.push(LeftOut {
-                id: i.id.clone(),
-                node: i.node.clone(),
-                color,
-                reason,
-            }),
+            Some(reason) => p.left_out.push(LeftOut::of(i, color, reason)),
             None => chosen.push((*i, color, w)),
         }
     }
@@ -490,6 +480,17 @@ fn is_plain_path(p: &str) -> bool {
         && p.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
         && !p.contains("..")
+}
+
+impl LeftOut {
+    fn of(i: &Instance, color: Option<String>, reason: LeftOutReason) -> Self {
+        LeftOut {
+            id: i.id.clone(),
+            node: i.node.clone(),
+            color,
+            reason,
+        }
+    }
 }
 
 #[cfg(test)]
