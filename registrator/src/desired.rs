@@ -61,9 +61,6 @@ pub struct DesiredState {
     /// Stop requests for containers not followed yet (Docker's event history at start-up, a
     /// reconnect): a listing that shows one has it stopping.
     stop_hints: HashSet<ContainerId>,
-    /// Containers seen to die since the last listing: `docker stop` reports `stop` *after*
-    /// `die`, and that trailing event must not become a hint against the container's next run.
-    died_since_listing: HashSet<ContainerId>,
     skipped: Vec<Skipped>,
 }
 
@@ -75,7 +72,6 @@ impl DesiredState {
             services: BTreeMap::new(),
             containers: HashMap::new(),
             stop_hints: HashSet::new(),
-            died_since_listing: HashSet::new(),
             skipped: Vec::new(),
         }
     }
@@ -222,9 +218,7 @@ impl DesiredState {
     /// every listing until then. For a container not followed yet, a hint for the next listing.
     pub fn stopping(&mut self, id: &ContainerId) -> Vec<String> {
         let Some(t) = self.containers.get(id) else {
-            if !self.died_since_listing.contains(id) {
-                self.stop_hints.insert(id.clone());
-            }
+            self.stop_hints.insert(id.clone());
             return Vec::new();
         };
         if !matches!(t.phase, Phase::Running | Phase::Paused) {
@@ -244,7 +238,6 @@ impl DesiredState {
     /// Exit 0 and signal exits (128–255) are clean.
     pub fn died(&mut self, id: &ContainerId, exit_code: i64) -> Vec<String> {
         self.stop_hints.remove(id);
-        self.died_since_listing.insert(id.clone());
         if self.deregister == DeregisterMode::OnSuccess && !is_clean_exit(exit_code) {
             return self.set_phase(id, Phase::Exited { code: exit_code });
         }
@@ -281,7 +274,6 @@ impl DesiredState {
     pub fn listing_complete(&mut self, running: &[ContainerId]) -> Vec<String> {
         let listed: HashSet<&ContainerId> = running.iter().collect();
         self.stop_hints.retain(|id| listed.contains(id));
-        self.died_since_listing.clear();
         let gone: Vec<ContainerId> = self
             .containers
             .iter()

@@ -227,18 +227,3 @@ fn a_changed_container_drops_services_it_no_longer_has() {
         "the same container again changes nothing"
     );
 }
-
-#[test]
-fn the_stop_event_docker_sends_after_die_does_not_keep_the_next_run_out() {
-    // `docker stop` (and dockerd shutting down) reports kill, die, then stop; the container
-    // comes back while the registrator is disconnected, and the reconnect's listing shows it.
-    let mut s = state(DeregisterMode::Always);
-    s.started(&info("a", &[]));
-    s.stopping(&cid("a"));
-    s.died(&cid("a"), 0);
-    assert!(s.stopping(&cid("a")).is_empty());
-    assert_eq!(s.listed(&restarted("a", "t1")), ["n:c-a:80"]);
-    s.listing_complete(&[cid("a")]);
-    assert_eq!(maintenance(&s, "n:c-a:80"), None);
-    assert_eq!(s.len(), 1);
-}

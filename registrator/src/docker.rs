@@ -18,10 +18,10 @@ use crate::container::{
 const HISTORY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Inspects run at once during a full listing.
 const INSPECT_CONCURRENCY: usize = 16;
-/// The container events the registrator acts on.
-const EVENTS: [&str; 8] = [
+/// The container events the registrator acts on. Not `stop`: Docker reports it once the
+/// container has stopped, after its `die` (a stop request shows as `kill` with the stop signal).
+const EVENTS: [&str; 7] = [
     "start",
-    "stop",
     "kill",
     "die",
     "destroy",
@@ -34,7 +34,7 @@ const EVENTS: [&str; 8] = [
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DockerEvent {
     Start(ContainerId),
-    /// `stop`, or `kill` with a terminating signal: take it out of rotation now.
+    /// `kill` with a terminating signal (what `docker stop` sends first): out of rotation now.
     Stopping(ContainerId),
     Died {
         id: ContainerId,
@@ -82,7 +82,7 @@ pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<Con
     };
     let filters: HashMap<&str, Vec<&str>> = [
         ("type", vec!["container"]),
-        ("event", vec!["start", "stop", "kill", "die"]),
+        ("event", vec!["start", "kill", "die"]),
     ]
     .into();
     let options = EventsOptionsBuilder::default()
@@ -91,22 +91,15 @@ pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<Con
         .filters(&filters)
         .build();
     let mut last: HashMap<ContainerId, bool> = HashMap::new();
-    let mut dead: std::collections::HashSet<ContainerId> = std::collections::HashSet::new();
     let history = docker
         .events(Some(options))
         .take_while(|e| std::future::ready(e.is_ok()));
     let read = history.for_each(|event| {
         match event.ok().as_ref().and_then(classify) {
-            // `docker stop` reports `stop` after `die`: that one asks nothing of a later run.
-            Some(DockerEvent::Stopping(id)) if !dead.contains(&id) => {
+            Some(DockerEvent::Stopping(id)) => {
                 last.insert(id, true);
             }
-            Some(DockerEvent::Start(id)) => {
-                dead.remove(&id);
-                last.insert(id, false);
-            }
-            Some(DockerEvent::Died { id, .. }) => {
-                dead.insert(id.clone());
+            Some(DockerEvent::Start(id) | DockerEvent::Died { id, .. }) => {
                 last.insert(id, false);
             }
             _ => {}
@@ -138,7 +131,6 @@ pub fn classify(event: &EventMessage) -> Option<DockerEvent> {
     let action = event.action.as_deref()?;
     Some(match action {
         "start" => DockerEvent::Start(id),
-        "stop" => DockerEvent::Stopping(id),
         "kill" if attr("signal").is_some_and(is_terminating_signal) => DockerEvent::Stopping(id),
         "die" => DockerEvent::Died {
             id,
@@ -344,6 +336,9 @@ mod tests {
             Some(DockerEvent::Stopping(id()))
         );
         assert_eq!(classify(&event("kill", &[("signal", "1")])), None);
+        // `stop` comes after `die` (the container has stopped): no request against a later run,
+        // e.g. one dockerd restarts while the registrator is disconnected.
+        assert_eq!(classify(&event("stop", &[])), None);
         assert_eq!(
             classify(&event("die", &[("exitCode", "137")])),
             Some(DockerEvent::Died {

@@ -85,6 +85,7 @@ pub async fn serve_with(
                         }
                     }
                 };
+                // Each phase has its own deadline; this one also bounds the busy answer.
                 let _ = tokio::time::timeout(limits.head_timeout * 2, answer).await;
             });
         }

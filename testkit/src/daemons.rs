@@ -26,6 +26,7 @@ pub fn registrator(
     ])
     .args(args)
     .arg(uri)
+    // TEST_REG_LOG (e.g. `registrator=debug`) widens the log a failing test prints.
     .env(
         "RUST_LOG",
         std::env::var("TEST_REG_LOG").unwrap_or("info".into()),
