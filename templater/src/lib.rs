@@ -24,15 +24,19 @@
 //! - [`config`]: flags, environment and the checked configuration.
 //! - [`cli`]: the command handlers and exit codes.
 //! - [`metrics`]: `/metrics` and `/health`.
+//! - [`live`]: the snapshot of what this edge has live, for the dashboard.
+//! - [`dashboard`]: the read-only page and `/api/state`.
 
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod deploy;
 pub mod guard;
 pub mod install;
 pub mod isolate;
 pub mod keys;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod nginx;

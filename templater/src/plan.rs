@@ -70,6 +70,18 @@ pub enum LeftOutReason {
     StickyBackup,
 }
 
+impl std::fmt::Display for LeftOutReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LeftOutReason::Invalid(why) => write!(f, "invalid: {why}"),
+            LeftOutReason::Unhealthy(h) => write!(f, "{h}"),
+            LeftOutReason::HostName(h) => write!(f, "registered at host name {h}"),
+            LeftOutReason::NoBackup => f.write_str("inactive colour, no backup"),
+            LeftOutReason::StickyBackup => f.write_str("inactive colour of a sticky service"),
+        }
+    }
+}
+
 /// An instance that serves.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Server {

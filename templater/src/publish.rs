@@ -8,6 +8,7 @@ use swarmgate_consul::Client;
 
 use crate::daemon::RunConfig;
 use crate::keys::Keys;
+use crate::live::{LiveFeed, LiveView};
 use crate::plan::Plan;
 use crate::records::{self, unix_now, EdgeStatus, Installed};
 
@@ -19,6 +20,8 @@ pub struct Publisher {
     status_written: Option<EdgeStatus>,
     /// Installed records as last written, by service.
     written: HashMap<String, Installed>,
+    /// The same status and plan, for the dashboard.
+    feed: LiveFeed,
 }
 
 impl Publisher {
@@ -43,13 +46,20 @@ impl Publisher {
             },
             status_written: None,
             written: HashMap::new(),
+            feed: LiveFeed::default(),
         }
+    }
+
+    /// What this edge has live, as the publisher last recorded it.
+    pub fn live(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<LiveView>> {
+        self.feed.subscribe()
     }
 
     /// Records a failure that is not a pass's (a template that does not compile).
     pub fn failed(&mut self, error: &str) {
         self.status.last_error = Some(error.to_string());
         self.status.last_error_unix = Some(unix_now());
+        self.feed.status(&self.status);
     }
 
     /// Publishes `live` after a pass: `outcome` is whether files changed, or the pass's error.
@@ -93,6 +103,7 @@ impl Publisher {
         // which edges must take the change.
         let status_ok = self.write_status(false).await;
         let records_ok = self.publish_installed(live).await;
+        self.feed.update(&self.status, live);
         records_ok && status_ok
     }
 

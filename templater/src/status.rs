@@ -287,7 +287,7 @@ fn edge_plan_text(out: &mut String, e: &EdgePlan) {
         );
     }
     for l in &e.plan.left_out {
-        *out += &format!("    {:<40} left out: {:?}\n", l.id, l.reason);
+        *out += &format!("    {:<40} left out: {}\n", l.id, l.reason);
     }
     for w in &e.plan.warnings {
         *out += &format!("    note: {w}\n");
