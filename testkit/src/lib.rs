@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`ports`]: free loopback ports.
 //! - [`eventually`]: bounded waiting, never a bare sleep.
+//! - [`browser`]: a headless Chromium driven over DevTools.
 //! - [`consul`]: a throw-away Consul agent on free ports, with stop/start/wipe.
 //! - [`consul_proxy`]: an HTTP proxy in front of Consul that runs a hook before a request.
 //! - [`docker`]: the test image and containers that remove themselves.
@@ -17,6 +18,7 @@
 //! - [`http`]: requests through nginx on new connections, tallies, load with failure counts.
 //! - [`report`]: the fault suite's rows (scenario, checked, result, figure).
 
+pub mod browser;
 pub mod consul;
 pub mod consul_proxy;
 pub mod daemons;

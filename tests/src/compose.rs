@@ -142,6 +142,8 @@ pub struct Stack {
     pub edge_port: u16,
     /// Consul's HTTP port on the host.
     pub consul_port: u16,
+    /// The templater's dashboard (and `/metrics`) on the host.
+    pub dashboard_port: u16,
     /// A client for that Consul.
     pub consul: Client,
 }
@@ -149,7 +151,7 @@ pub struct Stack {
 impl Stack {
     /// Brings the demo up with `tool`, each `(service, n)` in `scale` scaled to `n`.
     pub fn up(tool: ComposeTool, scale: &[(&str, u32)]) -> Self {
-        let (edge_port, consul_port) = (free_port(), free_port());
+        let (edge_port, consul_port, dashboard_port) = (free_port(), free_port(), free_port());
         let project = Project::new(
             tool,
             "docker-compose.yml",
@@ -157,6 +159,7 @@ impl Stack {
             &[
                 ("EDGE_PORT", edge_port.to_string()),
                 ("CONSUL_PORT", consul_port.to_string()),
+                ("DASHBOARD_PORT", dashboard_port.to_string()),
             ],
         );
         let mut args = vec!["up".to_string(), "-d".to_string()];
@@ -169,6 +172,7 @@ impl Stack {
             project,
             edge_port,
             consul_port,
+            dashboard_port,
             consul: consul_client("127.0.0.1", consul_port),
         }
     }

@@ -142,7 +142,7 @@ fn colors(out: &mut String, colors: &[ColorState]) {
 
 fn instances(out: &mut String, instances: &[InstanceState]) {
     *out += "<table class=\"instances\"><thead><tr><th>instance</th><th>node</th><th>address</th>\
-             <th>colour</th><th>health</th><th>weight</th><th>share</th><th></th></tr></thead><tbody>\n";
+             <th>colour</th><th>health</th><th>weight</th><th>share</th><th>tags</th><th></th></tr></thead><tbody>\n";
     for i in instances {
         let class = match (i.left_out.is_some(), i.health.as_str()) {
             (true, _) => "out",
@@ -152,7 +152,7 @@ fn instances(out: &mut String, instances: &[InstanceState]) {
         let _ = writeln!(
             out,
             "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-             <td>{}</td><td>{:.1}%</td><td>{}</td></tr>",
+             <td>{}</td><td>{:.1}%</td><td class=\"tags\">{}</td><td>{}</td></tr>",
             escape(&i.id),
             escape(&i.node),
             escape(i.server.as_deref().unwrap_or("-")),
@@ -160,6 +160,7 @@ fn instances(out: &mut String, instances: &[InstanceState]) {
             escape(&i.health),
             i.weight,
             i.share,
+            escape(&i.tags.join(", ")),
             match (&i.left_out, i.backup) {
                 (Some(why), _) => format!("left out: {}", escape(why)),
                 (None, true) => "backup".into(),

@@ -82,6 +82,8 @@ pub struct InstanceState {
     pub share: f64,
     /// Set when it does not serve.
     pub left_out: Option<String>,
+    /// Its Consul tags (servers only).
+    pub tags: Vec<String>,
 }
 
 /// Builds the answer from the live view.
@@ -123,6 +125,7 @@ fn service(p: &ServicePlan) -> ServiceState {
         backup: s.backup,
         share: s.share,
         left_out: None,
+        tags: s.tags.clone(),
     });
     let left_out = p.left_out.iter().map(|l| InstanceState {
         id: l.id.clone(),
@@ -137,6 +140,7 @@ fn service(p: &ServicePlan) -> ServiceState {
         backup: false,
         share: 0.0,
         left_out: Some(l.reason.to_string()),
+        tags: Vec::new(),
     });
     let instances: Vec<InstanceState> = serving.chain(left_out).collect();
     ServiceState {

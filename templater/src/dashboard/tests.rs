@@ -23,7 +23,7 @@ fn server(id: &str, color: &str, weight: u32, share: f64, backup: bool) -> Serve
         weight,
         backup,
         share,
-        tags: vec![],
+        tags: vec![color.into(), HOSTILE.into()],
         meta: BTreeMap::new(),
     }
 }
