@@ -8,8 +8,10 @@
 //! - [`compose`]: the two compose tools, a compose project, the demo stack.
 //! - [`swarm`]: the multi-host layout (compose/swarm) on loopback addresses of this machine.
 //! - [`expect`]: what the suites wait for and assert.
+//! - [`dashboard`]: the edge dashboard in a real browser.
 
 pub mod compose;
+pub mod dashboard;
 pub mod expect;
 pub mod images;
 pub mod swarm;

@@ -8,8 +8,11 @@
 
 use std::collections::BTreeMap;
 
+use swarmgate_consul::agent::ServiceRegistration;
+use swarmgate_e2e::dashboard::{self, shows};
 use swarmgate_e2e::expect::{answers, ok, rotation_becomes, serves_only, HOST};
 use swarmgate_e2e::{expect, images, ComposeTool, Stack};
+use testkit::browser::Browser;
 use testkit::http::{get, Load};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -32,6 +35,17 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
     expect::passing(&stack.consul, "green", 2).await;
     let (colors, _) = answers(stack.edge_port, 40).await;
     assert_eq!(colors, BTreeMap::from([("blue".to_string(), 40)]));
+
+    // The edge's dashboard in a real browser shows the service, both colours and what is live.
+    // The page is opened once: every later change must reach it without a reload.
+    let url = format!("http://127.0.0.1:{}/", stack.dashboard_port);
+    let mut browser = Browser::open(&url).await.expect("chromium on the dashboard");
+    browser.eval("window.sgOpenedOnce = 42").await.expect("mark the page");
+    let app = dashboard::service("app");
+    shows(&mut browser, &app, "blue live, green registered", |t| {
+        t.contains("active blue · canary 0%") && t.contains("green") && t.contains("blue")
+    })
+    .await;
 
     // What Consul's UI shows: each instance with its colour, container and image.
     let all = stack.instances("app", false).await.expect("instances");
@@ -76,6 +90,19 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
     let blue = colors.get("blue").copied().unwrap_or(0) as f64 / 20.0;
     assert_eq!(colors.values().sum::<usize>(), 2000);
     assert!((7.0..=13.0).contains(&blue), "blue got {blue}%: {colors:?}");
+    let text = shows(&mut browser, &app, "the 10% canary", |t| {
+        t.contains("active green · canary 10%")
+    })
+    .await;
+    let share = |color: &str| {
+        let row = text.lines().find(|l| l.starts_with(&format!("{color}\t")));
+        row.and_then(|r| r.split('\t').nth(4)).map(str::to_string)
+    };
+    assert_eq!(
+        (share("green").as_deref(), share("blue").as_deref()),
+        (Some("90.0%"), Some("10.0%")),
+        "{text}"
+    );
 
     // Rollback returns to blue.
     ok(
@@ -83,6 +110,50 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
         stack.templater_on_host(&["rollback", "app", "--wait-live", "30"]),
     );
     serves_only(stack.edge_port, "blue", 40).await;
+    shows(&mut browser, &app, "the rollback", |t| {
+        t.contains("active blue · canary 0%")
+    })
+    .await;
+    let history = shows(&mut browser, "section.history", "the deploys", |t| {
+        t.contains("green + 10% canary")
+    })
+    .await;
+    assert!(history.contains("app"), "{history}");
+
+    // A hostile tag shows as text: nothing from Consul becomes markup or script on the page.
+    let hostile = "<script>window.sgInjected=1</script><img src=x onerror=\"window.sgInjected=2\">";
+    stack
+        .consul
+        .register_service(&ServiceRegistration {
+            id: "hostile-1".into(),
+            name: "hostile".into(),
+            tags: vec![hostile.into()],
+            address: "127.0.0.1".into(),
+            port: 9,
+            ..Default::default()
+        })
+        .await
+        .expect("register a hostile service");
+    shows(&mut browser, &dashboard::service("hostile"), "the hostile tag as text", |t| {
+        t.contains(hostile)
+    })
+    .await;
+    let scripts = browser
+        .eval("[document.scripts.length, document.images.length, window.sgInjected === undefined]")
+        .await
+        .expect("evaluate");
+    assert_eq!(scripts, serde_json::json!([1, 0, true]), "markup from Consul ran");
+    assert_eq!(
+        browser.eval("window.sgOpenedOnce").await.expect("evaluate"),
+        42,
+        "the page was reloaded: the dashboard must update in place"
+    );
+    drop(browser);
+    stack
+        .consul
+        .deregister_service("hostile-1")
+        .await
+        .expect("deregister the hostile service");
 
     // Scaling blue up and down shows in nginx; a SIGKILLed container leaves rotation.
     stack.compose(&[
