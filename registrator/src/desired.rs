@@ -96,6 +96,13 @@ impl DesiredState {
         &self.settings
     }
 
+    /// Every container followed: id, name, phase and the ids of its services.
+    pub fn containers(&self) -> impl Iterator<Item = (&ContainerId, &str, Phase, &[String])> {
+        self.containers
+            .iter()
+            .map(|(id, t)| (id, t.name.as_str(), t.phase, t.services.as_slice()))
+    }
+
     /// True when a container of this name runs (or was kept after a failed exit).
     pub fn runs_container_named(&self, name: &str) -> bool {
         self.containers

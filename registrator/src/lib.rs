@@ -18,6 +18,7 @@
 //! - [`reconcile`]: reading what Consul holds and comparing it with the desired state.
 //! - [`registry`]: the task that owns the state and drives Consul.
 //! - [`upkeep`]: the registry's verify, TTL refresh and shutdown drain.
+//! - [`report`]: `/api/state`, answered by the registry task.
 //! - [`health`]: the registry's condition, and the `/health` + `/metrics` endpoint.
 //! - [`metrics`]: the counters and gauges.
 
@@ -34,6 +35,7 @@ pub mod phase;
 pub mod reconcile;
 pub mod records;
 pub mod registry;
+pub mod report;
 pub mod service;
 pub mod skipped;
 pub mod sync;
@@ -78,6 +80,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     }
     let metrics = Arc::new(Metrics::default());
     let (condition_tx, condition) = watch::channel(Condition::default());
+    let (_asks, asks_rx) = mpsc::channel(8);
     if let Some(addr) = config.metrics_addr {
         let endpoint = Endpoint {
             metrics: metrics.clone(),
@@ -108,7 +111,7 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     };
     tracing::info!(consul = %client.address(), node = %config.model.node, "registrator started");
     Registry::new(client, desired, settings, metrics, condition_tx)
-        .run(rx, token.clone())
+        .run(rx, asks_rx, token.clone())
         .instrument(tracing::info_span!("registry"))
         .await;
     token.cancel();

@@ -36,6 +36,16 @@ impl Phase {
         }
     }
 
+    /// The phase in one word, for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::StopRequested => "stopping",
+            Phase::Exited { .. } => "exited",
+        }
+    }
+
     /// True while the container still runs this start (a listing may show it).
     pub fn is_live(self) -> bool {
         !matches!(self, Phase::Exited { .. })

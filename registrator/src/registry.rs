@@ -20,8 +20,10 @@ use crate::desired::DesiredState;
 use crate::docker::DockerEvent;
 use crate::health::Condition;
 use crate::metrics::Metrics;
+use crate::phase::Phase;
 use crate::reconcile::ConsulView;
 use crate::records::{Planned, Records};
+use crate::report::{Ask, ContainerReport, Report};
 use crate::service::META_CONTAINER_NAME;
 use crate::skipped::{SkipReason, Skipped};
 use crate::sync::{converge, Applied, Done};
@@ -81,6 +83,8 @@ pub struct Registry {
     condition: Condition,
     published: watch::Sender<Condition>,
     skipped_total: u64,
+    /// When a full comparison with Consul last completed (for `/api/state`).
+    pub(crate) last_full_sync_unix: Option<u64>,
 }
 
 impl Registry {
@@ -115,11 +119,18 @@ impl Registry {
             },
             published,
             skipped_total: 0,
+            last_full_sync_unix: None,
         }
     }
 
     /// Runs until `token` is cancelled or the watcher is gone, then drains.
-    pub async fn run(mut self, mut updates: mpsc::Receiver<Update>, token: CancellationToken) {
+    /// `asks` are `/api/state` requests, answered between updates.
+    pub async fn run(
+        mut self,
+        mut updates: mpsc::Receiver<Update>,
+        mut asks: mpsc::Receiver<Ask>,
+        token: CancellationToken,
+    ) {
         let mut verify = tokio::time::interval(self.settings.verify_interval);
         verify.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let ttl_every = Duration::from_secs(DOCKER_HEALTH_TTL_SECS / 3);
@@ -145,6 +156,7 @@ impl Registry {
                 }
                 _ = verify.tick() => self.start_verify(false),
                 _ = ttl.tick() => self.refresh_ttls(),
+                Some(ask) = asks.recv() => { let _ = ask.send(self.report()); }
             }
         }
         self.drain().await;
@@ -191,6 +203,36 @@ impl Registry {
             DockerEvent::Destroyed(id) => d.destroyed(&id),
             DockerEvent::Paused(id, paused) => d.paused(&id, paused),
             DockerEvent::Health(id, status) => d.health(&id, status),
+        }
+    }
+
+    /// What `/api/state` shows, from the registry's own bookkeeping.
+    fn report(&self) -> Report {
+        let mut containers: Vec<ContainerReport> = self
+            .desired
+            .containers()
+            .map(|(id, name, phase, services)| ContainerReport {
+                id: id.0.clone(),
+                name: name.to_string(),
+                phase: phase.as_str(),
+                services: services.to_vec(),
+            })
+            .collect();
+        containers.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+        Report {
+            docker_up: self.condition.docker_up,
+            consul_up: self.condition.consul_up,
+            last_sync_unix: self.last_full_sync_unix,
+            services_wanted: self.desired.len(),
+            services_registered: self.applied.len(),
+            pending: self.condition.pending,
+            skipped_total: self.skipped_total,
+            stopping: containers
+                .iter()
+                .filter(|c| c.phase == Phase::StopRequested.as_str())
+                .cloned()
+                .collect(),
+            containers,
         }
     }
 

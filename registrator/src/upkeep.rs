@@ -36,6 +36,12 @@ impl Registry {
     }
 
     pub(crate) fn finish_verify(&mut self, view: ConsulView, full: bool, started: Instant) {
+        if full {
+            self.last_full_sync_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
+        }
         let findings = compare(&view, &self.desired);
         let settled = |r: &Registry, id: &str| {
             !r.in_flight.contains(id)

@@ -80,7 +80,9 @@ impl Browser {
 
     /// The page's visible text.
     pub async fn text(&mut self) -> anyhow::Result<String> {
-        let v = self.eval("document.body ? document.body.innerText : ''").await?;
+        let v = self
+            .eval("document.body ? document.body.innerText : ''")
+            .await?;
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 

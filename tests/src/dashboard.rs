@@ -37,7 +37,9 @@ pub async fn shows(
             return text;
         }
         if Instant::now() >= deadline {
-            panic!("the dashboard never showed {what} within {WITHIN:?}; {selector} shows:\n{text}");
+            panic!(
+                "the dashboard never showed {what} within {WITHIN:?}; {selector} shows:\n{text}"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

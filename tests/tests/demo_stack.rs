@@ -39,8 +39,13 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
     // The edge's dashboard in a real browser shows the service, both colours and what is live.
     // The page is opened once: every later change must reach it without a reload.
     let url = format!("http://127.0.0.1:{}/", stack.dashboard_port);
-    let mut browser = Browser::open(&url).await.expect("chromium on the dashboard");
-    browser.eval("window.sgOpenedOnce = 42").await.expect("mark the page");
+    let mut browser = Browser::open(&url)
+        .await
+        .expect("chromium on the dashboard");
+    browser
+        .eval("window.sgOpenedOnce = 42")
+        .await
+        .expect("mark the page");
     let app = dashboard::service("app");
     shows(&mut browser, &app, "blue live, green registered", |t| {
         t.contains("active blue · canary 0%") && t.contains("green") && t.contains("blue")
@@ -134,15 +139,22 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
         })
         .await
         .expect("register a hostile service");
-    shows(&mut browser, &dashboard::service("hostile"), "the hostile tag as text", |t| {
-        t.contains(hostile)
-    })
+    shows(
+        &mut browser,
+        &dashboard::service("hostile"),
+        "the hostile tag as text",
+        |t| t.contains(hostile),
+    )
     .await;
     let scripts = browser
         .eval("[document.scripts.length, document.images.length, window.sgInjected === undefined]")
         .await
         .expect("evaluate");
-    assert_eq!(scripts, serde_json::json!([1, 0, true]), "markup from Consul ran");
+    assert_eq!(
+        scripts,
+        serde_json::json!([1, 0, true]),
+        "markup from Consul ran"
+    );
     assert_eq!(
         browser.eval("window.sgOpenedOnce").await.expect("evaluate"),
         42,
