@@ -18,8 +18,8 @@
 //! - [`reconcile`]: reading what Consul holds and comparing it with the desired state.
 //! - [`registry`]: the task that owns the state and drives Consul.
 //! - [`upkeep`]: the registry's verify, TTL refresh and shutdown drain.
-//! - [`health`]: the registry's condition, and the `/health` + `/metrics` endpoint.
-//! - [`metrics`]: the counters and gauges.
+//! - [`health`]: the registry's condition, and what `/health` and `/metrics` answer.
+//! - [`metrics`]: the metric families (counters, gauges, latency histograms).
 
 pub mod checks;
 pub mod config;
@@ -83,7 +83,8 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
             metrics: metrics.clone(),
             condition,
         };
-        swarmgate_runtime::http::serve(addr, Arc::new(endpoint), token.clone())
+        let routes = swarmgate_runtime::http::status_routes(Arc::new(endpoint));
+        swarmgate_runtime::http::serve(addr, routes, token.clone())
             .await
             .map_err(RunError::Metrics)?;
     }
