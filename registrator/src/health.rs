@@ -1,10 +1,11 @@
 //! What the registrator reports about itself: its condition (Docker and Consul reachability,
 //! pending work), owned by the registry task and published over a `watch` channel; and the
-//! endpoint that answers `/health` from that condition and `/metrics` from the counters.
+//! status that answers `/health` from that condition and `/metrics` from the metric families.
 
 use std::sync::Arc;
 
 use swarmgate_runtime::http::Status;
+use swarmgate_runtime::metrics::Exposition;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
@@ -27,8 +28,8 @@ pub struct Endpoint {
 }
 
 impl Status for Endpoint {
-    fn metrics(&self) -> String {
-        Status::metrics(self.metrics.as_ref())
+    fn exposition(&self) -> &Exposition {
+        self.metrics.exposition()
     }
 
     fn health(&self) -> Result<String, String> {

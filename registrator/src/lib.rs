@@ -19,8 +19,8 @@
 //! - [`registry`]: the task that owns the state and drives Consul.
 //! - [`upkeep`]: the registry's verify, TTL refresh and shutdown drain.
 //! - [`report`]: `/api/state`, answered by the registry task.
-//! - [`health`]: the registry's condition, and the `/health` + `/metrics` endpoint.
-//! - [`metrics`]: the counters and gauges.
+//! - [`health`]: the registry's condition, and what `/health` and `/metrics` answer.
+//! - [`metrics`]: the metric families (counters, gauges, latency histograms).
 
 pub mod checks;
 pub mod config;
@@ -80,13 +80,15 @@ pub async fn run(config: Config, token: CancellationToken) -> Result<(), RunErro
     }
     let metrics = Arc::new(Metrics::default());
     let (condition_tx, condition) = watch::channel(Condition::default());
-    let (_asks, asks_rx) = mpsc::channel(8);
+    let (asks, asks_rx) = mpsc::channel(8);
     if let Some(addr) = config.metrics_addr {
         let endpoint = Endpoint {
             metrics: metrics.clone(),
             condition,
         };
-        swarmgate_runtime::http::serve(addr, Arc::new(endpoint), token.clone())
+        let routes =
+            swarmgate_runtime::http::status_routes(Arc::new(endpoint)).merge(report::routes(asks));
+        swarmgate_runtime::http::serve(addr, routes, token.clone())
             .await
             .map_err(RunError::Metrics)?;
     }

@@ -1,10 +1,13 @@
-//! The registrator's counters and gauges, served on `/metrics`, and its `/health` verdict.
+//! The registrator's metric families, declared once; the registry, the Docker watcher and the
+//! HTTP server share the handles.
 
-use swarmgate_runtime::http::Status;
-use swarmgate_runtime::metrics::{Counter, Exposition, Gauge};
+use std::collections::HashMap;
+use std::time::Instant;
 
-/// Shared by the registry, the Docker watcher and the HTTP endpoint (atomics only).
-#[derive(Debug, Default)]
+use swarmgate_runtime::metrics::{Counter, Exposition, Families, Gauge, Histogram};
+
+/// Shared by the registry, the Docker watcher and the HTTP server (atomics only).
+#[derive(Debug)]
 pub struct Metrics {
     pub registrations: Counter,
     pub deregistrations: Counter,
@@ -20,84 +23,96 @@ pub struct Metrics {
     pub pending: Gauge,
     pub consul_up: Gauge,
     pub docker_up: Gauge,
+    /// A listing of the containers and the full reconcile that follows it.
+    pub sync_duration: Histogram,
+    /// A service's change seen (event or listing) until Consul took its registration.
+    pub registration_duration: Histogram,
+    exposition: Exposition,
 }
 
-impl Status for Metrics {
-    fn metrics(&self) -> String {
-        Exposition::default()
-            .counter(
-                "registrator_registrations_total",
-                "Service registrations sent to Consul.",
-                &self.registrations,
-            )
-            .counter(
-                "registrator_deregistrations_total",
-                "Service deregistrations sent to Consul.",
-                &self.deregistrations,
-            )
-            .counter(
-                "registrator_consul_errors_total",
-                "Failed Consul calls (retried).",
-                &self.consul_errors,
-            )
-            .counter(
-                "registrator_docker_events_total",
-                "Docker container events received.",
-                &self.docker_events,
-            )
-            .counter(
-                "registrator_docker_reconnects_total",
-                "Times the Docker event stream was re-established.",
-                &self.docker_reconnects,
-            )
-            .counter(
-                "registrator_reconciles_total",
-                "Comparisons of Consul with the desired state.",
-                &self.reconciles,
-            )
-            .counter(
-                "registrator_repairs_total",
-                "Services re-sent because Consul lost or changed them.",
-                &self.repairs,
-            )
-            .counter(
-                "registrator_skipped_services_total",
-                "Services left out: bad labels, an id already taken, or refused by Consul.",
-                &self.skipped_services_total,
-            )
-            .gauge(
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut f = Families::default();
+        Metrics {
+            registrations: f.counter(
+                "registrator_registrations",
+                "Service registrations sent to Consul",
+            ),
+            deregistrations: f.counter(
+                "registrator_deregistrations",
+                "Service deregistrations sent to Consul",
+            ),
+            consul_errors: f.counter("registrator_consul_errors", "Failed Consul calls (retried)"),
+            docker_events: f.counter(
+                "registrator_docker_events",
+                "Docker container events received",
+            ),
+            docker_reconnects: f.counter(
+                "registrator_docker_reconnects",
+                "Times the Docker event stream was re-established",
+            ),
+            reconciles: f.counter(
+                "registrator_reconciles",
+                "Comparisons of Consul with the desired state",
+            ),
+            repairs: f.counter(
+                "registrator_repairs",
+                "Services re-sent because Consul lost or changed them",
+            ),
+            skipped_services_total: f.counter(
                 "registrator_skipped_services",
-                "Services skipped so far (alias of registrator_skipped_services_total).",
-                &self.skipped_services,
-            )
-            .gauge(
-                "registrator_services",
-                "Services that should be registered.",
-                &self.services,
-            )
-            .gauge(
+                "Services left out: bad labels, an id already taken, or refused by Consul",
+            ),
+            // Prometheus text only: in OpenMetrics the counter's family is itself named
+            // `registrator_skipped_services` (its sample has `_total`), so the gauge would clash.
+            skipped_services: f.text_only_gauge(
+                "registrator_skipped_services",
+                "Services skipped so far (alias of registrator_skipped_services_total)",
+            ),
+            services: f.gauge("registrator_services", "Services that should be registered"),
+            pending: f.gauge(
                 "registrator_pending_services",
-                "Services not yet converged in Consul.",
-                &self.pending,
-            )
-            .gauge(
-                "registrator_consul_up",
-                "1 while Consul answers.",
-                &self.consul_up,
-            )
-            .gauge(
+                "Services not yet converged in Consul",
+            ),
+            consul_up: f.gauge("registrator_consul_up", "1 while Consul answers"),
+            docker_up: f.gauge(
                 "registrator_docker_up",
-                "1 while the Docker event stream is connected.",
-                &self.docker_up,
-            )
-            .process()
-            .finish()
+                "1 while the Docker event stream is connected",
+            ),
+            sync_duration: f.latency(
+                "registrator_sync_duration_seconds",
+                "One listing of the containers and the full reconcile that follows it",
+            ),
+            registration_duration: f.latency(
+                "registrator_registration_duration_seconds",
+                "From a container change seen to Consul accepting the registration",
+            ),
+            exposition: f.finish(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn exposition(&self) -> &Exposition {
+        &self.exposition
+    }
+}
+
+/// When each service's pending change was first seen, for
+/// [`Metrics::registration_duration`]; owned by the registry task.
+#[derive(Debug, Default)]
+pub struct Seen(HashMap<String, Instant>);
+
+impl Seen {
+    /// A change of `id` seen now; a change already waiting keeps its first moment.
+    pub fn changed(&mut self, id: &str) {
+        if !self.0.contains_key(id) {
+            self.0.insert(id.to_string(), Instant::now());
+        }
     }
 
-    fn health(&self) -> Result<String, String> {
-        match (self.docker_up.get(), self.consul_up.get()) {
-            (1, 1) => Ok("ok".into()),
-            (d, c) => Err(format!("docker_up={d} consul_up={c}")),
-        }
+    /// `id` converged: answers how long since its change was seen.
+    pub fn converged(&mut self, id: &str) -> Option<std::time::Duration> {
+        self.0.remove(id).map(|t| t.elapsed())
     }
 }

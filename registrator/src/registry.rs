@@ -19,7 +19,7 @@ use crate::checks::DOCKER_HEALTH_TTL_SECS;
 use crate::desired::DesiredState;
 use crate::docker::DockerEvent;
 use crate::health::Condition;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Seen};
 use crate::phase::Phase;
 use crate::reconcile::ConsulView;
 use crate::records::{Planned, Records};
@@ -80,11 +80,16 @@ pub struct Registry {
     /// A listing has completed since start: before that the desired state is partial, and
     /// `-cleanup` must not judge what Consul holds against it.
     pub(crate) listed_once: bool,
+    /// The last listing (began, completed) until the full reconcile after it ends.
+    pub(crate) listing: Option<(Instant, Instant)>,
+    seen: Seen,
     condition: Condition,
     published: watch::Sender<Condition>,
     skipped_total: u64,
     /// When a full comparison with Consul last completed (for `/api/state`).
     pub(crate) last_full_sync_unix: Option<u64>,
+    /// Times the Docker stream came up (the first, then each reconnection).
+    docker_sessions: u64,
 }
 
 impl Registry {
@@ -113,6 +118,8 @@ impl Registry {
             verifying: false,
             want_full_verify: false,
             listed_once: false,
+            listing: None,
+            seen: Seen::default(),
             condition: Condition {
                 consul_up: true,
                 ..Condition::default()
@@ -120,6 +127,7 @@ impl Registry {
             published,
             skipped_total: 0,
             last_full_sync_unix: None,
+            docker_sessions: 0,
         }
     }
 
@@ -166,13 +174,23 @@ impl Registry {
         let changed = match update {
             Update::Listed(info) => self.desired.listed(&info),
             Update::Started(info) => self.desired.started(&info),
-            Update::ListingComplete(running) => {
+            Update::ListingComplete(running, began) => {
                 self.listed_once = true;
+                self.listing = Some((began, Instant::now()));
                 self.want_full_verify = true;
                 self.desired.listing_complete(&running)
             }
-            Update::Event(event) => self.on_event(event),
+            Update::Event(event) => {
+                self.metrics.docker_events.inc();
+                self.on_event(event)
+            }
             Update::DockerUp(up) => {
+                if up && !self.condition.docker_up {
+                    self.docker_sessions += 1;
+                    if self.docker_sessions > 1 {
+                        self.metrics.docker_reconnects.inc();
+                    }
+                }
                 self.condition.docker_up = up;
                 Vec::new()
             }
@@ -186,6 +204,7 @@ impl Registry {
             let key = self.desired.get(&id).and_then(|w| w.service.kv.as_ref());
             self.records
                 .service_changed(&id, key.map(|(k, _)| k.as_str()));
+            self.seen.changed(&id);
             self.dirty.insert(id);
         }
         for skipped in self.desired.take_skipped() {
@@ -269,6 +288,7 @@ impl Registry {
         let target = want.as_ref().map(Applied::of);
         let have = self.applied.get(&id).copied();
         if target.is_some() && (target == have || target == self.refused.get(&id).copied()) {
+            self.seen.converged(&id);
             return;
         }
         self.in_flight.insert(id.clone());
@@ -369,12 +389,22 @@ impl Registry {
 
     fn finish_sync(&mut self, id: String, target: Option<Applied>, result: Result<Done, Error>) {
         self.in_flight.remove(&id);
+        // A failure that is retried keeps waiting from when the change was seen.
+        let waited = match &result {
+            Err(e) if !is_refusal(e) || target.is_none() => None,
+            _ => self.seen.converged(&id),
+        };
         match result {
             Ok(done) => {
                 self.consul_ok();
                 self.refused.remove(&id);
                 if done.registered {
                     self.metrics.registrations.inc();
+                    if let Some(waited) = waited {
+                        self.metrics
+                            .registration_duration
+                            .observe(waited.as_secs_f64());
+                    }
                     tracing::info!(service_id = %id, "registered");
                 }
                 if done.deregistered {

@@ -42,6 +42,15 @@ impl Registry {
                 .ok()
                 .map(|d| d.as_secs());
         }
+        if let Some((began, _)) = self
+            .listing
+            .filter(|(_, listed)| full && started >= *listed)
+        {
+            self.metrics
+                .sync_duration
+                .observe(began.elapsed().as_secs_f64());
+            self.listing = None;
+        }
         let findings = compare(&view, &self.desired);
         let settled = |r: &Registry, id: &str| {
             !r.in_flight.contains(id)

@@ -27,8 +27,9 @@ pub enum Update {
     Started(ContainerInfo),
     /// A container seen running in a listing (which cannot tell a stopping container apart).
     Listed(ContainerInfo),
-    /// A listing ended: these ran at that moment, nothing else did.
-    ListingComplete(Vec<ContainerId>),
+    /// A listing ended: these ran at that moment, nothing else did; the listing began at the
+    /// instant given.
+    ListingComplete(Vec<ContainerId>, tokio::time::Instant),
     /// Any other event.
     Event(DockerEvent),
     /// The event stream connected (after a listing) or broke.
@@ -146,6 +147,7 @@ impl Watcher {
     /// Lists what runs: each container goes to the registry as soon as it is inspected, then
     /// the ids of all of them (what is not among them no longer runs).
     async fn list(&self, docker: &Docker) -> Result<(), SessionEnd> {
+        let started = tokio::time::Instant::now();
         self.resolve_ip().await?;
         let gone = std::sync::atomic::AtomicBool::new(false);
         let running = docker::running_containers(docker, |info| async {
@@ -157,7 +159,7 @@ impl Watcher {
         if gone.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(SessionEnd::RegistryGone);
         }
-        self.send(Update::ListingComplete(running)).await
+        self.send(Update::ListingComplete(running, started)).await
     }
 
     /// Resolves `-ip NAME` again; a failure keeps the last address, with a warning.

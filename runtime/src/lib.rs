@@ -4,8 +4,9 @@
 //! - [`telemetry`]: tracing set-up, plain or JSON, filtered by `RUST_LOG`.
 //! - [`shutdown`]: SIGINT/SIGTERM cancel a token; a second signal exits at once.
 //! - [`retry`]: the one backoff policy (capped, jittered, exponential) every retry loop uses.
-//! - [`http`]: a tiny HTTP endpoint serving `/metrics` and `/health`.
-//! - [`metrics`]: counters and gauges rendered in Prometheus text format.
+//! - [`http`]: the bounded HTTP server (axum on hyper) with `/metrics` and `/health`.
+//! - [`metrics`]: declaring families on prometheus-client, and encoding them as asked.
+//! - [`process`]: the process's own figures (memory, CPU, descriptors, start time).
 //! - [`memory`]: returning freed heap to the system after a burst.
 //! - [`child`]: child processes that die with the daemon.
 //! - [`deadline`]: `select!` arms for optional deadlines and intervals.
@@ -19,6 +20,7 @@ pub mod host;
 pub mod http;
 pub mod memory;
 pub mod metrics;
+pub mod process;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,104 +1,147 @@
-//! Counters and gauges in Prometheus text format, with no registry machinery: a daemon keeps a
-//! struct of [`Counter`]s and [`Gauge`]s and writes them with [`Exposition`].
+//! Metrics on `prometheus-client`: each daemon declares its families once with a [`Families`]
+//! (which also carries the [`process`] collector) and keeps the handles in a struct; this
+//! module encodes the registry in the format a scraper asks for and holds the shared latency
+//! buckets.
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::fmt;
 
-/// A monotonically increasing count.
-#[derive(Debug, Default)]
-pub struct Counter(AtomicU64);
+pub use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+pub use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::family::Family;
+pub use prometheus_client::metrics::gauge::Gauge;
+pub use prometheus_client::metrics::histogram::Histogram;
+pub use prometheus_client::registry::Registry;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+pub use crate::process::{resident_bytes, ProcessCollector};
+
+/// A gauge holding a float (shares, ratios).
+pub type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Upper bounds in seconds of every latency histogram: 1 ms to 30 s, covering an `nginx -t`
+/// (tens of milliseconds), a reload, a Consul call and a full listing of a busy host.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The two exposition formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0.0 (ends with `# EOF`).
+    OpenMetrics,
+    /// Prometheus text 0.0.4, what classic parsers read.
+    Text,
+}
+
+impl Format {
+    /// OpenMetrics when `accept` names `application/openmetrics-text` (with a non-zero q),
+    /// Prometheus text otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let wants_openmetrics = accept.unwrap_or("").split(',').any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            media.eq_ignore_ascii_case("application/openmetrics-text")
+                && !parts.any(|p| {
+                    p.strip_prefix("q=")
+                        .and_then(|q| q.parse::<f64>().ok())
+                        .is_some_and(|q| q <= 0.0)
+                })
+        });
+        if wants_openmetrics {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
     }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
     }
 }
 
-/// A value that goes up and down.
+/// A daemon's families, ready to encode.
 #[derive(Debug, Default)]
-pub struct Gauge(AtomicI64);
+pub struct Exposition {
+    families: Registry,
+    /// Old names kept for dashboards that clash with a family's name in OpenMetrics.
+    text_only: Registry,
+}
 
-impl Gauge {
-    pub fn set(&self, v: i64) {
-        self.0.store(v, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> i64 {
-        self.0.load(Ordering::Relaxed)
+/// The whole exposition in `format`.
+pub fn encode(exposition: &Exposition, format: Format) -> String {
+    use prometheus_client::encoding::{prometheus_text, text};
+    let mut out = String::with_capacity(4096);
+    let written = match format {
+        Format::OpenMetrics => text::encode(&mut out, &exposition.families),
+        Format::Text => prometheus_text::encode(&mut out, &exposition.families)
+            .and_then(|()| prometheus_text::encode(&mut out, &exposition.text_only)),
+    };
+    // Writing into a String cannot fail; a metric's own encoder erring is a bug upstream.
+    debug_assert!(written.is_ok(), "encoding metrics failed");
+    out
+}
+
+/// Declares a daemon's families, each under its full exposed name (a counter's without the
+/// `_total` its samples get) and a help sentence (the registry adds the final period).
+#[derive(Debug)]
+pub struct Families(Exposition);
+
+impl Default for Families {
+    fn default() -> Self {
+        let mut families = Registry::default();
+        families.register_collector(Box::new(ProcessCollector));
+        Families(Exposition {
+            families,
+            text_only: Registry::default(),
+        })
     }
 }
 
-/// Builds one exposition document.
-#[derive(Debug, Default)]
-pub struct Exposition(String);
-
-impl Exposition {
-    /// Adds a metric family with one unlabelled sample.
-    pub fn metric(
-        &mut self,
-        name: &str,
-        kind: &str,
-        help: &str,
-        value: impl std::fmt::Display,
-    ) -> &mut Self {
-        let _ = writeln!(
-            self.0,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-        self
+impl Families {
+    /// Registers `metric` and hands it back (the handle shares its value with the registry).
+    pub fn add<M>(&mut self, name: &str, help: &str, metric: M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        self.0.families.register(name, help, metric.clone());
+        metric
     }
 
-    pub fn counter(&mut self, name: &str, help: &str, c: &Counter) -> &mut Self {
-        self.metric(name, "counter", help, c.get())
+    /// An integer gauge served in the Prometheus text only (an old name that OpenMetrics
+    /// cannot carry beside a counter's family of the same name).
+    pub fn text_only_gauge(&mut self, name: &str, help: &str) -> Gauge {
+        let gauge = Gauge::default();
+        self.0.text_only.register(name, help, gauge.clone());
+        gauge
     }
 
-    pub fn gauge(&mut self, name: &str, help: &str, g: &Gauge) -> &mut Self {
-        self.metric(name, "gauge", help, g.get())
+    /// An unlabelled counter.
+    pub fn counter(&mut self, name: &str, help: &str) -> Counter {
+        self.add(name, help, Counter::default())
     }
 
-    /// Adds the process's own figures (resident memory).
-    pub fn process(&mut self) -> &mut Self {
-        self.metric(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory.",
-            resident_bytes(),
-        )
+    /// An unlabelled integer gauge.
+    pub fn gauge(&mut self, name: &str, help: &str) -> Gauge {
+        self.add(name, help, Gauge::default())
     }
 
-    pub fn finish(&mut self) -> String {
-        std::mem::take(&mut self.0)
+    /// A latency histogram in seconds with [`LATENCY_BUCKETS`].
+    pub fn latency(&mut self, name: &str, help: &str) -> Histogram {
+        self.add(name, help, Histogram::new(LATENCY_BUCKETS))
+    }
+
+    pub fn finish(self) -> Exposition {
+        self.0
     }
 }
 
-/// Resident memory of this process in bytes, from `/proc/self/statm`.
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// Writes a label value that is one of a fixed set of words (an outcome, a reason).
+pub fn encode_word(word: &str, encoder: &mut LabelValueEncoder) -> fmt::Result {
+    fmt::Write::write_str(encoder, word)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_prometheus_text() {
-        let c = Counter::default();
-        c.inc();
-        c.inc();
-        let g = Gauge::default();
-        g.set(-3);
-        let text = Exposition::default()
-            .counter("x_total", "things", &c)
-            .gauge("y", "level", &g)
-            .finish();
-        assert_eq!(
-            text,
-            "# HELP x_total things\n# TYPE x_total counter\nx_total 2\n# HELP y level\n# TYPE y gauge\ny -3\n"
-        );
-    }
-}
+#[path = "metrics_tests.rs"]
+mod tests;

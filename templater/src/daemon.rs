@@ -19,12 +19,12 @@ use tracing::Instrument;
 use crate::guard::Guard;
 use crate::install;
 use crate::keys::Keys;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, PassOutcome};
 use crate::nginx::Nginx;
 use crate::plan::{self, Disk, Plan, PlanOptions};
 use crate::publish::Publisher;
 use crate::quiesce::Quiesce;
-use crate::reload_plane::{ApplyError, ReloadPlane};
+use crate::reload_plane::{Applied, ApplyError, ReloadPlane};
 use crate::render::{Page, Renderer, TemplateSpec};
 use crate::rerender::Rerender;
 use crate::settings::Settings;
@@ -80,8 +80,15 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
         }
     }
     let metrics = Arc::new(Metrics::default());
+    let publisher = Publisher::new(client.clone(), &cfg, "reload");
     if let Some(addr) = cfg.metrics_addr {
-        swarmgate_runtime::http::serve(addr, metrics.clone(), token.clone())
+        let consul_up = {
+            let m = metrics.clone();
+            Arc::new(move || m.consul_up.get() == 1)
+        };
+        let routes = swarmgate_runtime::http::status_routes(metrics.clone())
+            .merge(crate::dashboard::routes(publisher.live(), consul_up));
+        swarmgate_runtime::http::serve(addr, routes, token.clone())
             .await
             .map_err(RunError::Metrics)?;
     }
@@ -115,7 +122,6 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
     );
     let _file_watcher =
         crate::rerender::spawn(&cfg.templates, rerender_tx.clone(), token.child_token());
-    let publisher = Publisher::new(client, &cfg, "reload");
     if !cfg.dry_run {
         publisher.forget_legacy().await;
     }
@@ -232,6 +238,8 @@ impl Daemon {
         let result = self.plane.apply(new, &self.live).await;
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pass");
         let refused = matches!(result, Err(ApplyError::Render(_) | ApplyError::Check(_)));
+        self.metrics
+            .pass(pass_outcome(&result), &self.plane.timings());
         let outcome = match result {
             Ok(applied) => {
                 if !applied.changed_files.is_empty() {
@@ -254,8 +262,8 @@ impl Daemon {
             }
             Err(e) => {
                 match &e {
-                    ApplyError::Render(_) => self.metrics.render_errors.inc(),
-                    ApplyError::Check(_) => self.metrics.check_failures.inc(),
+                    ApplyError::Render(_) => drop(self.metrics.render_errors.inc()),
+                    ApplyError::Check(_) => drop(self.metrics.check_failures.inc()),
                     _ => {}
                 }
                 Err(e.to_string())
@@ -264,6 +272,7 @@ impl Daemon {
         self.metrics
             .last_pass_failed
             .set(i64::from(outcome.is_err()));
+        self.metrics.live_plan(&self.live);
         self.metrics.not_served.set(
             self.live
                 .services
@@ -319,5 +328,14 @@ impl Daemon {
         };
         tracing::info!(delay_ms = delay.as_millis() as u64, "{why}; retrying");
         self.retry_at = Some(Instant::now() + delay);
+    }
+}
+
+fn pass_outcome(result: &Result<Applied, ApplyError>) -> PassOutcome {
+    match result {
+        Ok(applied) if applied.changed_files.is_empty() => PassOutcome::Unchanged,
+        Ok(_) => PassOutcome::Applied,
+        Err(ApplyError::Render(_) | ApplyError::Check(_)) => PassOutcome::Refused,
+        Err(ApplyError::Install(_) | ApplyError::Reload(_)) => PassOutcome::Failed,
     }
 }

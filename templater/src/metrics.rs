@@ -1,9 +1,68 @@
-//! The templater's counters and gauges on `/metrics`, and its `/health` verdict.
+//! The templater's metric families on `/metrics`, declared once, and its `/health` verdict.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use swarmgate_runtime::http::Status;
-use swarmgate_runtime::metrics::{Counter, Exposition, Gauge};
+use swarmgate_runtime::metrics::{
+    encode_word, Counter, EncodeLabelSet, EncodeLabelValue, Exposition, Families, Family,
+    FloatGauge, Gauge, Histogram, LabelValueEncoder,
+};
 
-#[derive(Debug, Default)]
+use crate::plan::Plan;
+use crate::reload_plane::Timings;
+
+/// How a pass ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum PassOutcome {
+    /// Changed files went live.
+    Applied,
+    /// Nothing to change.
+    Unchanged,
+    /// A template or nginx refused the config whatever the services.
+    Refused,
+    /// Installing or reloading failed.
+    Failed,
+}
+
+impl PassOutcome {
+    const ALL: [PassOutcome; 4] = [
+        PassOutcome::Applied,
+        PassOutcome::Unchanged,
+        PassOutcome::Refused,
+        PassOutcome::Failed,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            PassOutcome::Applied => "applied",
+            PassOutcome::Unchanged => "unchanged",
+            PassOutcome::Refused => "refused",
+            PassOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl EncodeLabelValue for PassOutcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_word(self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: PassOutcome,
+}
+
+/// A service's instances of one colour (`""` for uncoloured ones).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct ServiceColor {
+    service: String,
+    color: String,
+}
+
+#[derive(Debug)]
 pub struct Metrics {
     pub renders: Counter,
     pub installs: Counter,
@@ -21,80 +80,247 @@ pub struct Metrics {
     pub last_install_unix: Gauge,
     /// Services not served as Consul says (excluded, or held at an older plan).
     pub not_served: Gauge,
+    pub render_duration: Histogram,
+    pub install_duration: Histogram,
+    pub check_duration: Histogram,
+    pub reload_duration: Histogram,
+    passes: Family<Outcome, Counter>,
+    instances: Family<ServiceColor, Gauge>,
+    share: Family<ServiceColor, FloatGauge>,
+    /// The series of the last plan, so that those of services gone can be removed.
+    shown: Mutex<BTreeSet<ServiceColor>>,
+    exposition: Exposition,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut f = Families::default();
+        let passes = f.add(
+            "templater_passes",
+            "Render passes by outcome: applied, unchanged, refused (a template or nginx) or failed (install, reload)",
+            Family::default(),
+        );
+        for outcome in PassOutcome::ALL {
+            drop(passes.get_or_create(&Outcome { outcome }));
+        }
+        Metrics {
+            renders: f.counter("templater_renders", "Render passes"),
+            installs: f.counter("templater_installs", "Passes that installed changed files"),
+            reloads: f.counter("templater_reloads", "nginx reloads sent"),
+            render_errors: f.counter(
+                "templater_render_errors",
+                "Passes whose templates failed to render",
+            ),
+            check_failures: f.counter(
+                "templater_check_failures",
+                "Installs rolled back because the nginx check failed",
+            ),
+            consul_errors: f.counter("templater_consul_errors", "Failed Consul reads (retried)"),
+            setting_errors: f.counter(
+                "templater_setting_errors",
+                "Bad deploy settings found in KV",
+            ),
+            services: f.gauge("templater_services", "Services in the current view"),
+            consul_up: f.gauge("templater_consul_up", "1 while Consul answers"),
+            held: f.gauge(
+                "templater_view_held",
+                "1 while the last view is held (no leader, reset, mass loss)",
+            ),
+            last_pass_failed: f.gauge(
+                "templater_last_pass_failed",
+                "1 when the last render or install failed",
+            ),
+            last_install_unix: f.gauge(
+                "templater_last_install_timestamp_seconds",
+                "When files were last installed",
+            ),
+            not_served: f.gauge(
+                "templater_services_not_served",
+                "Services excluded or held at an older plan (see `templater status`)",
+            ),
+            render_duration: f.latency(
+                "templater_render_duration_seconds",
+                "Rendering the templates in one pass",
+            ),
+            install_duration: f.latency(
+                "templater_install_duration_seconds",
+                "Writing and swapping in the changed files of one pass",
+            ),
+            check_duration: f.latency("templater_check_duration_seconds", "One nginx config check"),
+            reload_duration: f.latency(
+                "templater_reload_duration_seconds",
+                "One nginx reload, until nginx took the new config",
+            ),
+            passes,
+            instances: f.add(
+                "templater_service_instances",
+                "Servers in the live plan, backups included, by service and colour",
+                Family::default(),
+            ),
+            share: f.add(
+                "templater_service_share_percent",
+                "Percent of the service's traffic to the colour while every server answers",
+                Family::default(),
+            ),
+            shown: Mutex::default(),
+            exposition: f.finish(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a pass and its steps' durations.
+    pub fn pass(&self, outcome: PassOutcome, timings: &Timings) {
+        self.passes.get_or_create(&Outcome { outcome }).inc();
+        let steps: [(&Histogram, Option<Duration>); 3] = [
+            (&self.render_duration, timings.render),
+            (&self.install_duration, timings.install),
+            (&self.reload_duration, timings.reload),
+        ];
+        for (histogram, took) in steps {
+            if let Some(took) = took {
+                histogram.observe(took.as_secs_f64());
+            }
+        }
+        for took in &timings.checks {
+            self.check_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Sets the per-service gauges from the plan live now; services gone lose their series.
+    pub fn live_plan(&self, plan: &Plan) {
+        let mut now: BTreeMap<ServiceColor, (i64, f64)> = BTreeMap::new();
+        for s in plan.served() {
+            for i in &s.instances {
+                let key = ServiceColor {
+                    service: s.name.clone(),
+                    color: i.color.clone().unwrap_or_default(),
+                };
+                let slot = now.entry(key).or_default();
+                slot.0 += 1;
+                slot.1 += i.share;
+            }
+        }
+        let mut shown = self.shown.lock().unwrap_or_else(|e| e.into_inner());
+        for gone in shown.iter().filter(|k| !now.contains_key(*k)) {
+            self.instances.remove(gone);
+            self.share.remove(gone);
+        }
+        for (key, (count, share)) in &now {
+            self.instances.get_or_create(key).set(*count);
+            self.share.get_or_create(key).set(*share);
+        }
+        *shown = now.into_keys().collect();
+    }
 }
 
 impl Status for Metrics {
-    fn metrics(&self) -> String {
-        Exposition::default()
-            .counter("templater_renders_total", "Render passes.", &self.renders)
-            .counter(
-                "templater_installs_total",
-                "Passes that installed changed files.",
-                &self.installs,
-            )
-            .counter(
-                "templater_reloads_total",
-                "nginx reloads sent.",
-                &self.reloads,
-            )
-            .counter(
-                "templater_render_errors_total",
-                "Passes whose templates failed to render.",
-                &self.render_errors,
-            )
-            .counter(
-                "templater_check_failures_total",
-                "Installs rolled back because the nginx check failed.",
-                &self.check_failures,
-            )
-            .counter(
-                "templater_consul_errors_total",
-                "Failed Consul reads (retried).",
-                &self.consul_errors,
-            )
-            .counter(
-                "templater_setting_errors_total",
-                "Bad deploy settings found in KV.",
-                &self.setting_errors,
-            )
-            .gauge(
-                "templater_services",
-                "Services in the current view.",
-                &self.services,
-            )
-            .gauge(
-                "templater_consul_up",
-                "1 while Consul answers.",
-                &self.consul_up,
-            )
-            .gauge(
-                "templater_view_held",
-                "1 while the last view is held (no leader, reset, mass loss).",
-                &self.held,
-            )
-            .gauge(
-                "templater_last_pass_failed",
-                "1 when the last render or install failed.",
-                &self.last_pass_failed,
-            )
-            .gauge(
-                "templater_last_install_timestamp_seconds",
-                "When files were last installed.",
-                &self.last_install_unix,
-            )
-            .gauge(
-                "templater_services_not_served",
-                "Services excluded or held at an older plan (see `templater status`).",
-                &self.not_served,
-            )
-            .process()
-            .finish()
+    fn exposition(&self) -> &Exposition {
+        &self.exposition
     }
 
     fn health(&self) -> Result<String, String> {
         match (self.consul_up.get(), self.last_pass_failed.get()) {
             (1, 0) => Ok("ok".into()),
             (c, f) => Err(format!("consul_up={c} last_pass_failed={f}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Server, ServicePlan};
+    use swarmgate_runtime::metrics::{encode, Format};
+
+    fn server(color: &str, share: f64) -> Server {
+        Server {
+            id: format!("{color}-{share}"),
+            node: "n".into(),
+            address: "127.0.0.1".into(),
+            port: 80,
+            server: "127.0.0.1:80".into(),
+            color: (!color.is_empty()).then(|| color.into()),
+            health: swarmgate_consul::CheckStatus::Passing,
+            weight: 1,
+            backup: false,
+            share,
+            tags: Vec::new(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    fn plan(services: &[(&str, Vec<Server>)]) -> Plan {
+        let mut p = Plan::default();
+        for (name, instances) in services {
+            let s = ServicePlan {
+                name: name.to_string(),
+                upstream: format!("sg_{name}"),
+                active: None,
+                canary: 0,
+                settings_index: 0,
+                sticky: None,
+                public: false,
+                host: String::new(),
+                tls: None,
+                instances: instances.clone(),
+                left_out: vec![],
+                excluded: None,
+                held: None,
+                warnings: vec![],
+            };
+            p.services.insert(name.to_string(), s);
+        }
+        p
+    }
+
+    #[test]
+    fn per_service_series_follow_the_live_plan() {
+        let m = Metrics::default();
+        m.live_plan(&plan(&[
+            (
+                "web",
+                vec![
+                    server("blue", 45.0),
+                    server("blue", 45.0),
+                    server("green", 10.0),
+                ],
+            ),
+            ("api", vec![server("", 100.0)]),
+        ]));
+        let text = encode(m.exposition(), Format::Text);
+        for line in [
+            "templater_service_instances{service=\"web\",color=\"blue\"} 2\n",
+            "templater_service_share_percent{service=\"web\",color=\"blue\"} 90.0\n",
+            "templater_service_share_percent{service=\"web\",color=\"green\"} 10.0\n",
+            "templater_service_instances{service=\"api\",color=\"\"} 1\n",
+        ] {
+            assert!(text.contains(line), "{line}in:\n{text}");
+        }
+        m.live_plan(&plan(&[("web", vec![server("green", 100.0)])]));
+        let text = encode(m.exposition(), Format::Text);
+        assert!(!text.contains("service=\"api\""), "{text}");
+        assert!(!text.contains("color=\"blue\""), "{text}");
+        assert!(
+            text.contains("templater_service_instances{service=\"web\",color=\"green\"} 1\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_outcome_is_shown_from_the_start() {
+        let m = Metrics::default();
+        m.pass(PassOutcome::Applied, &Timings::default());
+        let text = encode(m.exposition(), Format::Text);
+        assert!(
+            text.contains("templater_passes_total{outcome=\"applied\"} 1\n"),
+            "{text}"
+        );
+        for idle in ["unchanged", "refused", "failed"] {
+            assert!(
+                text.contains(&format!("templater_passes_total{{outcome=\"{idle}\"}} 0\n")),
+                "{text}"
+            );
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::install::{self, InstallError, Staged};
 use crate::isolate::{changed, hold_or_exclude, isolate, merge};
@@ -41,10 +43,17 @@ pub struct Applied {
 }
 
 /// Timings of the last pass, for metrics and logs.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct Timings {
-    pub check: Option<std::time::Duration>,
-    pub reload: Option<std::time::Duration>,
+    /// Rendering the templates (with the search for a service they cannot print).
+    pub render: Option<Duration>,
+    /// Writing the files that went live and swapping them in.
+    pub install: Option<Duration>,
+    /// Each `nginx -t` (more than one while refused services are searched for).
+    pub checks: Vec<Duration>,
+    pub reload: Option<Duration>,
+    /// The last staging (the one that goes live when the pass commits).
+    staged: Option<Duration>,
 }
 
 pub struct ReloadPlane {
@@ -57,7 +66,8 @@ pub struct ReloadPlane {
     refused: HashMap<String, (ServicePlan, String)>,
     /// Files are installed and checked but nginx has not taken them yet.
     reload_owed: bool,
-    pub timings: Timings,
+    /// Behind a lock only because checks run from `&self` (the search for refused services).
+    timings: Mutex<Timings>,
 }
 
 impl ReloadPlane {
@@ -69,7 +79,7 @@ impl ReloadPlane {
             dry_run,
             refused: HashMap::new(),
             reload_owed: false,
-            timings: Timings::default(),
+            timings: Mutex::default(),
         }
     }
 
@@ -82,9 +92,19 @@ impl ReloadPlane {
             .collect()
     }
 
+    /// What the last [`ReloadPlane::apply`] spent on each step.
+    pub fn timings(&self) -> Timings {
+        self.timed(|t| t.clone())
+    }
+
+    fn timed<R>(&self, f: impl FnOnce(&mut Timings) -> R) -> R {
+        f(&mut self.timings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Makes `new` live on top of `base` (the plan live now).
     pub async fn apply(&mut self, mut new: Plan, base: &Plan) -> Result<Applied, ApplyError> {
-        self.timings = Timings::default();
+        self.timed(|t| *t = Timings::default());
+        let rendering = Instant::now();
         let known: Vec<(String, String)> = self
             .refused
             .iter()
@@ -106,6 +126,7 @@ impl ReloadPlane {
             hold_or_exclude(&mut new, base, &fresh, &name, &why);
         }
         let files = self.render(&new)?;
+        self.timed(|t| t.render = Some(rendering.elapsed()));
         if self.dry_run {
             print_files(&files);
             return Ok(Applied {
@@ -119,7 +140,12 @@ impl ReloadPlane {
             Err(e) => return Err(e),
         };
         let changed_files = staged.changed.clone();
+        let committing = Instant::now();
         staged.commit();
+        if !changed_files.is_empty() {
+            let committed = committing.elapsed();
+            self.timed(|t| t.install = t.staged.map(|staged| staged + committed));
+        }
         for name in plan.services.keys() {
             if plan.services[name].held.is_none() && plan.services[name].excluded.is_none() {
                 self.refused.remove(name);
@@ -194,16 +220,17 @@ impl ReloadPlane {
 
     /// Installs `files` and checks them; a refused config is rolled back before answering.
     async fn stage_checked(&self, files: &Rendered) -> Result<Staged, ApplyError> {
+        let staging = Instant::now();
         let staged = install::stage(files)?;
+        self.timed(|t| t.staged = Some(staging.elapsed()));
         if staged.changed.is_empty() {
             return Ok(staged);
         }
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let checked = self.nginx.check().await;
-        tracing::debug!(
-            check_us = started.elapsed().as_micros() as u64,
-            "nginx check"
-        );
+        let took = started.elapsed();
+        self.timed(|t| t.checks.push(took));
+        tracing::debug!(check_us = took.as_micros() as u64, "nginx check");
         match checked {
             Ok(()) => Ok(staged),
             Err(e) => {
@@ -219,13 +246,13 @@ impl ReloadPlane {
             return Ok(false);
         }
         self.reload_owed = true;
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let reloaded = self
             .nginx
             .reload()
             .await
             .map_err(|e| ApplyError::Reload(e.to_string()))?;
-        self.timings.reload = Some(started.elapsed());
+        self.timed(|t| t.reload = Some(started.elapsed()));
         self.reload_owed = false;
         Ok(reloaded)
     }
