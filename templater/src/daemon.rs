@@ -24,7 +24,9 @@ use crate::nginx::Nginx;
 use crate::plan::{self, Disk, Plan, PlanOptions};
 use crate::publish::Publisher;
 use crate::quiesce::Quiesce;
-use crate::reload_plane::{ApplyError, ReloadPlane};
+use crate::dataplane::{Applied, ApplyError, DataPlane};
+use crate::lua_plane::{LuaOptions, LuaPlane};
+use crate::reload_plane::ReloadPlane;
 use crate::render::{Page, Renderer, TemplateSpec};
 use crate::rerender::Rerender;
 use crate::settings::Settings;
@@ -54,6 +56,8 @@ pub struct RunConfig {
     /// This templater's name in KV (records, acknowledgements).
     pub name: String,
     pub hold: Duration,
+    /// The Lua data plane's settings; `None`: the reload data plane.
+    pub lua: Option<LuaOptions>,
 }
 
 /// Why `run` stopped with an error.
@@ -67,13 +71,23 @@ pub enum RunError {
     Metrics(#[source] std::io::Error),
     #[error("the render pass failed: {0}")]
     PassFailed(String),
+    #[error("data plane: {0}")]
+    DataPlane(String),
 }
 
 /// Runs until cancelled (or after one pass with `--once`).
 pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunError> {
     let client = Client::new(&cfg.consul)?;
     let renderer = Renderer::load(&cfg.templates).map_err(RunError::Template)?;
-    let plane = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
+    let files = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
+    let plane = match &cfg.lua {
+        None => DataPlane::Reload(files),
+        Some(opts) => DataPlane::Lua(Box::new(
+            LuaPlane::start(files, opts)
+                .await
+                .map_err(RunError::DataPlane)?,
+        )),
+    };
     if !cfg.dry_run {
         for restored in install::recover(&plane.destinations()) {
             tracing::warn!(file = %restored.display(), "rolled back an install interrupted by a crash");
@@ -115,7 +129,7 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
     );
     let _file_watcher =
         crate::rerender::spawn(&cfg.templates, rerender_tx.clone(), token.child_token());
-    let publisher = Publisher::new(client, &cfg, "reload");
+    let publisher = Publisher::new(client, &cfg, plane.mode().as_str());
     if !cfg.dry_run {
         publisher.forget_legacy().await;
     }
@@ -145,7 +159,7 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
 struct Daemon {
     cfg: RunConfig,
     metrics: Arc<Metrics>,
-    plane: ReloadPlane,
+    plane: DataPlane,
     quiesce: Quiesce,
     /// The plan live now (what nginx took).
     live: Plan,
@@ -190,7 +204,14 @@ impl Daemon {
                     self.retry_at = None;
                     self.quiesce.changed(Instant::now());
                 }
-                _ = tick(Some(&mut heartbeat)), if !self.cfg.dry_run => self.publisher.heartbeat().await,
+                _ = tick(Some(&mut heartbeat)), if !self.cfg.dry_run => {
+                    self.publisher.heartbeat().await;
+                    if let DataPlane::Lua(lua) = &mut self.plane {
+                        if !lua.verify().await {
+                            self.quiesce.changed(Instant::now());
+                        }
+                    }
+                }
                 _ = sleep_until(render_at) => {
                     let view = catalog.borrow().clone().expect("ready");
                     let s = settings.borrow().clone().expect("ready");
@@ -208,7 +229,7 @@ impl Daemon {
         match Renderer::load(&self.cfg.templates) {
             Ok(r) => {
                 tracing::info!("templates reloaded");
-                self.plane.renderer = r;
+                self.plane.set_renderer(r);
             }
             Err(e) => {
                 self.metrics.render_errors.inc();
@@ -231,31 +252,15 @@ impl Daemon {
         self.warn_once(&new);
         let result = self.plane.apply(new, &self.live).await;
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pass");
-        let refused = matches!(result, Err(ApplyError::Render(_) | ApplyError::Check(_)));
+        let refused = result.as_ref().err().is_some_and(ApplyError::refused);
         let outcome = match result {
-            Ok(applied) => {
-                if !applied.changed_files.is_empty() {
-                    self.metrics.installs.inc();
-                    self.metrics
-                        .last_install_unix
-                        .set(crate::records::unix_now() as i64);
-                    let files: Vec<_> = applied
-                        .changed_files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    tracing::info!(files = ?files, reloaded = applied.reloaded, "installed");
-                }
-                if applied.reloaded {
-                    self.metrics.reloads.inc();
-                }
-                self.live = applied.plan;
-                Ok(!applied.changed_files.is_empty())
-            }
+            Ok(applied) => Ok(self.took(applied)),
             Err(e) => {
                 match &e {
                     ApplyError::Render(_) => self.metrics.render_errors.inc(),
-                    ApplyError::Check(_) => self.metrics.check_failures.inc(),
+                    ApplyError::Check(_) | ApplyError::PushRefused(_) => {
+                        self.metrics.check_failures.inc()
+                    }
                     _ => {}
                 }
                 Err(e.to_string())
@@ -295,6 +300,36 @@ impl Daemon {
             ),
             other => other.map(drop),
         }
+    }
+
+    /// Counts and logs what a pass made live, which becomes the live plan; answers whether
+    /// anything changed in nginx (files installed, or state pushed).
+    fn took(&mut self, applied: Applied) -> bool {
+        if !applied.changed_files.is_empty() {
+            self.metrics.installs.inc();
+            self.metrics
+                .last_install_unix
+                .set(crate::records::unix_now() as i64);
+            let files: Vec<_> = applied
+                .changed_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            tracing::info!(files = ?files, reloaded = applied.reloaded, "installed");
+        }
+        if applied.reloaded {
+            self.metrics.reloads.inc();
+        }
+        if applied.pushed {
+            tracing::info!(
+                version = applied.live_version,
+                push_us = applied.push_duration.map(|d| d.as_micros() as u64),
+                "state pushed to nginx"
+            );
+        }
+        self.publisher.live_version(applied.live_version);
+        self.live = applied.plan;
+        !applied.changed_files.is_empty() || applied.pushed
     }
 
     /// Logs each service's plan warnings (a public setting ignored, a contested host) once.

@@ -25,6 +25,10 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
     ),
 ];
 
+/// The Lua data plane's http-level include (shared dict, state loading, control listener),
+/// rendered beside the others in `--dataplane lua`.
+pub const DATAPLANE_TEMPLATE: &str = "dataplane.conf.j2";
+
 /// One template and where its output goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TemplateSpec {
@@ -52,12 +56,18 @@ impl TemplateSpec {
     pub fn defaults(dir: &Path) -> Vec<Self> {
         DEFAULT_TEMPLATES
             .iter()
-            .map(|(name, _)| TemplateSpec {
-                source: None,
-                name: name.to_string(),
-                dest: dir.join(format!("swarmgate-{}", name.trim_end_matches(".j2"))),
-            })
+            .filter(|(name, _)| *name != DATAPLANE_TEMPLATE)
+            .map(|(name, _)| Self::built_in(name, dir))
             .collect()
+    }
+
+    /// The built-in template `name`, written into `dir` as `swarmgate-<name>.conf`.
+    pub fn built_in(name: &str, dir: &Path) -> Self {
+        TemplateSpec {
+            source: None,
+            name: name.to_string(),
+            dest: dir.join(format!("swarmgate-{}", name.trim_end_matches(".j2"))),
+        }
     }
 }
 
@@ -170,6 +180,22 @@ pub struct Page {
     pub domain: String,
     pub listen: u16,
     pub listen_tls: u16,
+    /// `reload` or `lua`: which data plane the upstreams are printed for.
+    pub dataplane: &'static str,
+    /// The Lua data plane's settings; `None` in reload mode.
+    pub lua: Option<LuaPage>,
+}
+
+/// What `dataplane.conf.j2` prints (every value checked when the flags were read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LuaPage {
+    /// The directory holding `swarmgate/*.lua`.
+    pub lua_dir: String,
+    pub state_file: String,
+    /// A unix socket path, or a loopback `IP:PORT`.
+    pub control_socket: String,
+    /// The shared dictionary's size (`16m`).
+    pub dict_size: String,
 }
 
 impl Page {
@@ -181,6 +207,8 @@ impl Page {
             domain: &self.domain,
             listen: self.listen,
             listen_tls: self.listen_tls,
+            dataplane: self.dataplane,
+            lua: self.lua.as_ref(),
         }
     }
 }
@@ -193,6 +221,9 @@ pub struct Context<'a> {
     pub domain: &'a str,
     pub listen: u16,
     pub listen_tls: u16,
+    pub dataplane: &'a str,
+    #[serde(flatten)]
+    pub lua: Option<&'a LuaPage>,
 }
 
 /// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted

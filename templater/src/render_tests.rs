@@ -106,6 +106,8 @@ fn sample() -> (Plan, Page) {
         domain: opts.domain.clone(),
         listen: 80,
         listen_tls: 443,
+        dataplane: "reload",
+        lua: None,
     };
     (build(&catalog, &settings, &opts, None, &AnyFile), page)
 }
