@@ -3,6 +3,7 @@
 //! whole document, answered with the version nginx now holds, and `GET /state` to read back
 //! what it holds.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::state_doc::StateDoc;
+use crate::state_doc::{ServiceState, StateDoc};
 
 /// Where the control endpoint listens by default (on the run volume shared with nginx).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/swarmgate/control.sock";
@@ -31,7 +32,10 @@ impl ControlAddr {
         let raw = raw.trim();
         let raw = raw.strip_prefix("unix:").unwrap_or(raw);
         if raw.starts_with('/') {
-            if raw.chars().any(|c| c.is_control() || c.is_whitespace() || "$;{}\"'\\".contains(c)) {
+            if raw
+                .chars()
+                .any(|c| c.is_control() || c.is_whitespace() || "$;{}\"'\\".contains(c))
+            {
                 return Err(format!(
                     "{raw:?}: a socket path must be plain (no spaces, quotes, `$`, `;` or braces)"
                 ));
@@ -142,22 +146,28 @@ impl Control {
         let answer: Option<Answer> = serde_json::from_slice(&body).ok();
         let text = || String::from_utf8_lossy(&body).trim().to_string();
         match (status, answer) {
-            (200, Some(Answer {
-                version: Some(v), ..
-            })) => Ok(v),
+            (
+                200,
+                Some(Answer {
+                    version: Some(v), ..
+                }),
+            ) => Ok(v),
             (400, a) => Err(ControlError::Refused(
                 a.and_then(|a| a.error).unwrap_or_else(text),
             )),
-            (409, Some(Answer {
-                version: Some(held),
-                ..
-            })) => Err(ControlError::Stale { held }),
+            (
+                409,
+                Some(Answer {
+                    version: Some(held),
+                    ..
+                }),
+            ) => Err(ControlError::Stale { held }),
             _ => Err(ControlError::Unexpected(format!("{status}: {}", text()))),
         }
     }
 
-    /// The document nginx holds.
-    pub async fn get(&self) -> Result<StateDoc, ControlError> {
+    /// The document nginx holds; `None` before its first one.
+    pub async fn get(&self) -> Result<Option<StateDoc>, ControlError> {
         let resp = self
             .http
             .get(format!("{}/state", self.base))
@@ -172,9 +182,22 @@ impl Control {
                 String::from_utf8_lossy(&body).trim()
             )));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| ControlError::Unexpected(format!("200 with a body that is no state: {e}")))
+        let held: Held = serde_json::from_slice(&body).map_err(|e| {
+            ControlError::Unexpected(format!("200 with a body that is no state: {e}"))
+        })?;
+        Ok(held.version.map(|version| StateDoc {
+            version,
+            services: held.services,
+        }))
     }
+}
+
+/// `GET /state`'s answer: `{"version":null,"services":{}}` before the first document.
+#[derive(Deserialize)]
+struct Held {
+    version: Option<u64>,
+    #[serde(default)]
+    services: BTreeMap<String, ServiceState>,
 }
 
 #[cfg(test)]

@@ -16,16 +16,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::dataplane::{Applied, ApplyError, DataPlane};
 use crate::guard::Guard;
 use crate::install;
 use crate::keys::Keys;
+use crate::lua_plane::{LuaOptions, LuaPlane};
 use crate::metrics::Metrics;
 use crate::nginx::Nginx;
 use crate::plan::{self, Disk, Plan, PlanOptions};
 use crate::publish::Publisher;
 use crate::quiesce::Quiesce;
-use crate::dataplane::{Applied, ApplyError, DataPlane};
-use crate::lua_plane::{LuaOptions, LuaPlane};
 use crate::reload_plane::ReloadPlane;
 use crate::render::{Page, Renderer, TemplateSpec};
 use crate::rerender::Rerender;
@@ -82,11 +82,11 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
     let files = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
     let plane = match &cfg.lua {
         None => DataPlane::Reload(files),
-        Some(opts) => DataPlane::Lua(Box::new(
+        Some(opts) => DataPlane::Lua(
             LuaPlane::start(files, opts)
                 .await
                 .map_err(RunError::DataPlane)?,
-        )),
+        ),
     };
     if !cfg.dry_run {
         for restored in install::recover(&plane.destinations()) {

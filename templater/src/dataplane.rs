@@ -94,7 +94,7 @@ pub struct Timings {
 /// The data plane the daemon owns.
 pub enum DataPlane {
     Reload(ReloadPlane),
-    Lua(Box<LuaPlane>),
+    Lua(LuaPlane),
 }
 
 impl DataPlane {

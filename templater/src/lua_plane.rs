@@ -57,7 +57,7 @@ impl LuaPlane {
         let control = Control::new(opts.control.clone())?;
         let on_disk = read_file_version(&opts.state_file);
         let held = match control.get().await {
-            Ok(doc) => Some(doc),
+            Ok(doc) => doc,
             Err(e) => {
                 tracing::info!(error = %e, "nginx does not answer on its control endpoint yet");
                 None
@@ -184,14 +184,15 @@ impl LuaPlane {
             return true;
         };
         match self.control.get().await {
-            Ok(doc) if doc.version == held.version => true,
+            Ok(Some(doc)) if doc.version == held.version => true,
             Ok(doc) => {
+                let holds = doc.map(|d| d.version);
                 tracing::warn!(
                     expected = held.version,
-                    holds = doc.version,
+                    holds,
                     "nginx does not hold the state last pushed; pushing again"
                 );
-                self.version = self.version.max(doc.version);
+                self.version = self.version.max(holds.unwrap_or(0));
                 self.held = None;
                 false
             }

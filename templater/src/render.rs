@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::plan::{Plan, ServicePlan};
 
-/// The default templates, built in (the files in `templates/`).
-pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
+/// The built-in templates (the files in `templates/`); the last only in `--dataplane lua`.
+pub const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
     (
         "upstreams.conf.j2",
         include_str!("../../templates/upstreams.conf.j2"),
@@ -22,6 +22,10 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
     (
         "vhosts.conf.j2",
         include_str!("../../templates/vhosts.conf.j2"),
+    ),
+    (
+        DATAPLANE_TEMPLATE,
+        include_str!("../../templates/dataplane.conf.j2"),
     ),
 ];
 

@@ -216,9 +216,8 @@ mod tests {
         );
         let back: StateDoc = serde_json::from_slice(&doc.to_json()).expect("reads back");
         assert_eq!(back, doc);
-        let lua: StateDoc =
-            serde_json::from_str(r#"{"version":3,"services":{"x":{"peers":{}}}}"#)
-                .expect("lua's empty table and a missing null");
+        let lua: StateDoc = serde_json::from_str(r#"{"version":3,"services":{"x":{"peers":{}}}}"#)
+            .expect("lua's empty table and a missing null");
         assert_eq!(lua.services["x"].peers, Vec::new());
         assert_eq!(lua.services["x"].sticky, None);
     }
