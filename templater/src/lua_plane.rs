@@ -212,3 +212,7 @@ fn read_file_version(path: &Path) -> u64 {
         .and_then(|b| serde_json::from_slice::<StateDoc>(&b).ok())
         .map_or(0, |d| d.version)
 }
+
+#[cfg(test)]
+#[path = "lua_plane_tests.rs"]
+mod tests;

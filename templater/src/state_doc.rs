@@ -92,21 +92,21 @@ fn peers_or_empty_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<P
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{Catalog, Instance};
     use crate::plan::{build, HealthFilter, PlanOptions};
     use crate::settings::{DeploySettings, Settings};
     use swarmgate_consul::CheckStatus;
 
-    struct NoFiles;
+    pub(crate) struct NoFiles;
     impl crate::plan::FileProbe for NoFiles {
         fn check(&self, _: &std::path::Path) -> Result<(), String> {
             Ok(())
         }
     }
 
-    fn opts() -> PlanOptions {
+    pub(crate) fn opts() -> PlanOptions {
         PlanOptions {
             colors: vec!["blue".into(), "green".into()],
             health: HealthFilter::Passing,
@@ -116,7 +116,7 @@ mod tests {
         }
     }
 
-    fn catalog(instances: &[(&str, &str, &str, u16, &str, CheckStatus)]) -> Catalog {
+    pub(crate) fn catalog(instances: &[(&str, &str, &str, u16, &str, CheckStatus)]) -> Catalog {
         let mut cat = Catalog::default();
         for (svc, id, addr, port, color, health) in instances {
             cat.services
@@ -136,7 +136,7 @@ mod tests {
         cat
     }
 
-    fn settings(service: &str, active: &str, canary: u8) -> Settings {
+    pub(crate) fn settings(service: &str, active: &str, canary: u8) -> Settings {
         let mut s = Settings::new();
         s.insert(
             service.into(),

@@ -428,3 +428,30 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     let _t2 = edge.templater(&consul);
     serves_only(&edge.nginx, &host, "blue", 10).await;
 }
+
+#[test]
+fn lua_flags_are_checked_before_anything_starts() {
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_templater"))
+            .args(["--consul", "127.0.0.1:1", "run", "--dataplane", "lua"])
+            .args(extra)
+            .output()
+            .expect("run templater");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    for (extra, says) in [
+        (&["--control-socket", "0.0.0.0:9000"][..], "loopback"),
+        (&["--control-socket", "10.1.2.3:80"][..], "loopback"),
+        (&["--control-socket", "relative.sock"][..], "absolute"),
+        (&["--allow-hostnames"][..], "IP addresses only"),
+        (&["--dict-size", "lots"][..], "--dict-size"),
+        (&["--state-file", "/tmp/a b.json"][..], "--state-file"),
+    ] {
+        let (code, err) = run(extra);
+        assert_eq!(code, Some(64), "{extra:?}: {err}");
+        assert!(err.contains(says), "{extra:?}: {err}");
+    }
+}
