@@ -1,101 +1,18 @@
-//! The Lua data plane's nginx side through a real nginx with libnginx-mod-http-lua: exact shares
-//! across two workers, pushes that move traffic without a reload (also under keep-alive load and
-//! past a long-lived upgraded connection), backups and retries, refused pushes that keep the
-//! previous state, the state file at start and across a reload, and no control on the public
-//! listener. Figures print with `--nocapture`; nothing here is timed.
+//! The Lua data plane's nginx side through a real nginx with libnginx-mod-http-lua: pushes that
+//! move traffic without a reload (also under keep-alive load and past a long-lived upgraded
+//! connection), refused pushes that keep the previous state, the state file at start and across
+//! a reload, and no control on the public listener (the balancer itself: lua_plane_balancer.rs).
+//! Figures print with `--nocapture`; nothing here is timed.
 
 mod lua_plane;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lua_plane::*;
-use testkit::{free_port, IdBackend};
+use testkit::IdBackend;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn shares_are_exact_across_two_workers() {
-    let blues = [
-        IdBackend::start("blue-1").await,
-        IdBackend::start("blue-2").await,
-        IdBackend::start("blue-3").await,
-    ];
-    let green = IdBackend::start("green-1").await;
-    let mut peers: Vec<_> = blues
-        .iter()
-        .map(|b| peer(&b.id, b.port, 30, false))
-        .collect();
-    peers.push(peer(&green.id, green.port, 10, false));
-    let p = plane(2, Some(&doc(1, &peers))).await;
-
-    // 2,000 requests from 4 concurrent clients, each on a new connection to the reuseport
-    // listener, so both workers serve.
-    let tasks: Vec<_> = (0..4)
-        .map(|_| {
-            let port = p.spread;
-            tokio::spawn(async move {
-                let mut seen: Vec<(String, String)> = Vec::new();
-                for _ in 0..500 {
-                    seen.push(get_with_worker(port).await);
-                }
-                seen
-            })
-        })
-        .collect();
-    let (mut colours, mut workers) = (BTreeMap::new(), BTreeMap::new());
-    for t in tasks {
-        for (body, worker) in t.await.expect("client task") {
-            *colours
-                .entry(body.split('-').next().unwrap_or("").to_string())
-                .or_insert(0) += 1;
-            *workers.entry(worker).or_insert(0) += 1;
-        }
-    }
-    println!("shares over 2,000 requests: {colours:?}; per worker: {workers:?}");
-    assert_eq!(workers.len(), 2, "both workers served: {workers:?}");
-    assert!(workers.values().all(|&n| n >= 200), "{workers:?}");
-    let greens = colours.get("green").copied().unwrap_or(0);
-    assert!(
-        (180..=220).contains(&greens),
-        "green is 10 ±1%: {colours:?}"
-    );
-
-    // One schedule for all workers: sequential requests (new connections, either worker) see
-    // green exactly every 10th request.
-    let mut at = Vec::new();
-    for i in 0..200 {
-        if get_with_worker(p.spread).await.0.starts_with("green") {
-            at.push(i);
-        }
-    }
-    let gaps: Vec<_> = at.windows(2).map(|w| w[1] - w[0]).collect();
-    println!("green at {at:?}");
-    assert_eq!(at.len(), 20, "green positions {at:?}");
-    assert!(gaps.iter().all(|&g| g == 10), "green every 10th: {at:?}");
-}
-
-/// One GET on a new connection: (body, worker pid from X-Worker).
-async fn get_with_worker(port: u16) -> (String, String) {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .build()
-        .expect("client");
-    let r = client
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .expect("served");
-    assert!(r.status().is_success(), "status {}", r.status());
-    let worker = r
-        .headers()
-        .get("x-worker")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("?")
-        .to_string();
-    (r.text().await.expect("body"), worker)
-}
 
 #[tokio::test]
 async fn a_push_moves_the_next_request_without_a_reload() {
@@ -231,59 +148,6 @@ async fn echo(ws: &mut BufReader<tokio::net::TcpStream>, text: &str) -> String {
         .expect("an answer within 5 s")
         .expect("read");
     line.trim_end().to_string()
-}
-
-#[tokio::test]
-async fn backups_only_when_no_active_is_left_and_dead_actives_are_retried() {
-    let (active, backup) = (
-        IdBackend::start("blue-1").await,
-        IdBackend::start("green-1").await,
-    );
-    let dead = free_port(); // nothing listens: connections are refused
-    let p = plane(1, None).await;
-    let (client, url) = (p.client(), p.url());
-
-    p.push_ok(&doc(
-        1,
-        &[
-            peer("blue-dead", dead, 1, false),
-            peer(&active.id, active.port, 1, false),
-            peer(&backup.id, backup.port, 1, true),
-        ],
-    ))
-    .await;
-    let counts = tally(&client, &url, 100).await;
-    assert_eq!(
-        counts.get("blue-1"),
-        Some(&100),
-        "the dead active is retried on the live one, never the backup: {counts:?}"
-    );
-
-    p.push_ok(&doc(
-        2,
-        &[
-            peer("blue-dead", dead, 1, false),
-            peer(&backup.id, backup.port, 1, true),
-        ],
-    ))
-    .await;
-    let counts = tally(&client, &url, 50).await;
-    assert_eq!(
-        counts.get("green-1"),
-        Some(&50),
-        "no active answers: the backup serves: {counts:?}"
-    );
-
-    p.push_ok(&doc(3, &[peer(&backup.id, backup.port, 1, true)]))
-        .await;
-    assert_eq!(
-        get(&client, &url).await.as_deref(),
-        Ok("green-1"),
-        "only a backup: it serves"
-    );
-    p.push_ok(&doc(4, &[])).await;
-    let answer = client.get(&url).send().await.expect("answered");
-    assert_eq!(answer.status().as_u16(), 502, "no peer: 502");
 }
 
 #[tokio::test]

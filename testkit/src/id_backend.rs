@@ -3,7 +3,7 @@
 //! echoed back as `<id>:<line>`, so a test can hold a long-lived upgraded connection through
 //! nginx. No busybox; stopped (port closed, connections cut) on drop.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -12,13 +12,20 @@ use tokio::task::{JoinHandle, JoinSet};
 /// A backend answering `id`; its accept loop and connections end on drop.
 pub struct IdBackend {
     pub id: String,
+    pub ip: IpAddr,
     pub port: u16,
     task: JoinHandle<()>,
 }
 
 impl IdBackend {
+    /// On 127.0.0.1.
     pub async fn start(id: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), id).await
+    }
+
+    /// On `ip` (e.g. `::1`).
+    pub async fn start_on(ip: IpAddr, id: &str) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
             .await
             .expect("bind a backend port");
         let port = listener.local_addr().expect("local addr").port();
@@ -32,13 +39,14 @@ impl IdBackend {
         });
         IdBackend {
             id: id.to_string(),
+            ip,
             port,
             task,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::new(self.ip, self.port)
     }
 }
 

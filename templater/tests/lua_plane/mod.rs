@@ -3,6 +3,8 @@
 //! `vhosts.conf.j2`) for one service `app` on host `app.test`, plus a `reuseport` listener so new
 //! connections spread over the workers; state documents; clients.
 
+#![allow(dead_code)] // each test binary uses a part
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
@@ -91,15 +93,25 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
     }
 }
 
-/// One peer of a state document.
+/// One peer on 127.0.0.1 of a state document; its colour is the id up to the first `-`.
 pub fn peer(id: &str, port: u16, weight: u32, backup: bool) -> serde_json::Value {
-    json!({"id": id, "address": "127.0.0.1", "port": port, "weight": weight,
+    peer_at(id, "127.0.0.1", port, weight, backup)
+}
+
+/// One peer at `address`.
+pub fn peer_at(id: &str, address: &str, port: u16, weight: u32, backup: bool) -> serde_json::Value {
+    json!({"id": id, "address": address, "port": port, "weight": weight,
            "backup": backup, "color": id.split('-').next()})
 }
 
 /// A state document for `app`.
 pub fn doc(version: u64, peers: &[serde_json::Value]) -> String {
-    json!({"version": version, "services": {"app": {"sticky": null, "peers": peers}}}).to_string()
+    sticky_doc(version, None, peers)
+}
+
+/// A state document for `app` with stickiness `sticky` ("ip_hash", "hash" or none).
+pub fn sticky_doc(version: u64, sticky: Option<&str>, peers: &[serde_json::Value]) -> String {
+    json!({"version": version, "services": {"app": {"sticky": sticky, "peers": peers}}}).to_string()
 }
 
 impl Plane {
@@ -107,6 +119,15 @@ impl Plane {
     pub fn client(&self) -> reqwest::Client {
         reqwest::Client::builder()
             .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .build()
+            .expect("client")
+    }
+
+    /// A keep-alive client like [`Plane::client`] whose connections come from `ip`.
+    pub fn client_from(&self, ip: std::net::IpAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .resolve(HOST, SocketAddr::from(([127, 0, 0, 1], self.port)))
+            .local_address(ip)
             .build()
             .expect("client")
     }
@@ -150,4 +171,25 @@ pub async fn tally(client: &reqwest::Client, url: &str, n: usize) -> BTreeMap<St
 pub fn percentile(xs: &mut [f64], p: usize) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[(xs.len() - 1) * p / 100]
+}
+
+/// One GET on a new connection: (body, worker pid from X-Worker).
+pub async fn get_with_worker(port: u16) -> (String, String) {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .expect("served");
+    assert!(r.status().is_success(), "status {}", r.status());
+    let worker = r
+        .headers()
+        .get("x-worker")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("?")
+        .to_string();
+    (r.text().await.expect("body"), worker)
 }
