@@ -180,7 +180,7 @@ async fn malformed_pushes_are_refused_and_the_previous_state_stays() {
             r#"{"version":9,"services":{"a b":{"peers":[]}}}"#.into(),
             400,
         ),
-        ("stale version", doc(4, &[good.clone()]), 409),
+        ("stale version", doc(4, std::slice::from_ref(&good)), 409),
         ("body too big", too_big, 413),
     ];
     for (what, body, want) in cases {

@@ -75,7 +75,11 @@ impl LuaNginx {
             .args(self.args())
             .status()
             .expect("run nginx");
-        assert!(status.success(), "nginx did not start");
+        assert!(
+            status.success(),
+            "nginx did not start: {}",
+            self.server.error_log()
+        );
         let pid = self.server.pid_file();
         eventually(Duration::from_secs(10), "nginx writes its pid", || {
             let pid = pid.clone();

@@ -1,4 +1,4 @@
--- swarmgate.state: the live state document (see /work/notes/lua-contract.md, README "Lua data plane").
+-- swarmgate.state: the live state document (see templates/lua/README.md).
 -- Validates a pushed document completely before anything is stored (a bad push keeps the previous
 -- state), stores it in the shared dict `swarmgate_state` as canonical JSON plus its version, and
 -- gives each worker the decoded document, decoded once per version.
