@@ -122,6 +122,16 @@ async fn backups_only_when_no_active_is_left_and_dead_actives_are_retried() {
     p.push_ok(&doc(4, &[])).await;
     let answer = client.get(&url).send().await.expect("answered");
     assert_eq!(answer.status().as_u16(), 502, "no peer: 502");
+    p.push_ok(&doc(5, &[peer(&active.id, active.port, 1, false)]))
+        .await;
+    assert_eq!(get(&client, &url).await.as_deref(), Ok("blue-1"));
+    p.push_ok(r#"{"version":6,"services":{}}"#).await;
+    let answer = client.get(&url).send().await.expect("answered");
+    assert_eq!(
+        answer.status().as_u16(),
+        502,
+        "a service gone from the state: 502"
+    );
 }
 
 #[tokio::test]

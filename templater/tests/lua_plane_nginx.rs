@@ -285,3 +285,47 @@ async fn the_control_endpoint_is_not_on_the_public_listener() {
         "no public request changed the state"
     );
 }
+
+#[tokio::test]
+async fn a_push_of_500_services_by_4_peers_is_taken_whole() {
+    let blue = IdBackend::start("blue-1").await;
+    let p = plane(2, None).await;
+    let mut services = serde_json::Map::new();
+    for s in 0..500u32 {
+        let peers: Vec<_> = (0..4u32)
+            .map(|i| {
+                peer_at(
+                    &format!("blue-{s}-{i}"),
+                    &format!("10.{}.{}.{i}", s / 250, s % 250),
+                    8080,
+                    9,
+                    i == 3,
+                )
+            })
+            .collect();
+        services.insert(
+            format!("svc-{s}"),
+            serde_json::json!({"sticky": null, "peers": peers}),
+        );
+    }
+    services.insert(
+        "app".into(),
+        serde_json::json!({"sticky": null, "peers": [peer(&blue.id, blue.port, 1, false)]}),
+    );
+    let body = serde_json::json!({"version": 1, "services": services}).to_string();
+    let started = Instant::now();
+    p.push_ok(&body).await;
+    let pushed = started.elapsed();
+    assert_eq!(get(&p.client(), &p.url()).await.as_deref(), Ok("blue-1"));
+    let served = started.elapsed();
+    let (status, held) = p.nginx.control("GET", b"").await;
+    assert_eq!(status, 200);
+    let held: serde_json::Value = serde_json::from_str(&held).expect("JSON");
+    assert_eq!(held["services"].as_object().map(|s| s.len()), Some(501));
+    println!(
+        "500 services x 4 peers: {} bytes pushed in {:.1} ms; first request after it served at {:.1} ms",
+        body.len(),
+        pushed.as_secs_f64() * 1000.0,
+        served.as_secs_f64() * 1000.0
+    );
+}
