@@ -2,8 +2,8 @@
 -- attempt from the live state (swarmgate.state).
 --
 -- * Exact shares across workers: a smooth weighted round-robin schedule over the active peers
---   (built once per worker and version), indexed by one shared counter per service, so all
---   workers together walk a single schedule.
+--   (built once per worker and version, kept on the service swarmgate.state caches), indexed by
+--   one shared counter per service, so all workers together walk a single schedule.
 -- * Backups only when no active peer is left to try.
 -- * Retries (proxy_next_upstream): set_more_tries, and each retry takes a peer this request has
 --   not tried yet, actives first; a peer that failed is skipped by first picks for FAIL_TIMEOUT
@@ -179,10 +179,9 @@ function M.balance(name)
     local req = ctx.swarmgate
     local peer
     if not req then
-        local doc = state.current()
-        local svc = doc and doc.services[name]
+        local svc, why = state.service(name)
         if not svc then
-            return no_peer(name, doc and "the service is not in the state" or "no state held")
+            return no_peer(name, why)
         end
         req = { name = name, svc = svc, tried = {} }
         ctx.swarmgate = req

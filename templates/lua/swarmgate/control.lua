@@ -7,6 +7,7 @@
 
 local cjson = require "cjson.safe"
 local state = require "swarmgate.state"
+local validate = require "swarmgate.validate"
 
 local M = {}
 
@@ -47,7 +48,7 @@ local function put_state()
     if not body then
         return error_reply(500, "cannot read the body: " .. tostring(err))
     end
-    local doc, why = state.parse(body)
+    local doc, why = validate.parse(body)
     if not doc then
         return error_reply(400, why)
     end

@@ -1,193 +1,20 @@
--- swarmgate.state: the live state document (see /work/notes/lua-contract.md, README "Lua data plane").
--- Validates a pushed document completely before anything is stored (a bad push keeps the previous
--- state), stores it in the shared dict `swarmgate_state` as canonical JSON plus its version, and
--- gives each worker the decoded document, decoded once per version.
+-- swarmgate.state: the live state in the shared dict `swarmgate_state` (see
+-- templates/lua/README.md). A validated document (swarmgate.validate) is stored whole or not at
+-- all, never older than what is held; each service also gets its own key, so a worker decodes
+-- only the services it serves, once per version.
+--
+-- Keys: "version" (number), "doc" (canonical JSON, for GET /state), "names:<v>" (the services
+-- of version v, one a line), "svc:<v>:<name>" (one service's canonical JSON). A store writes the
+-- new version's keys, then "doc", then "version", then deletes the previous version's keys: a
+-- reader that sees a version finds its keys, or sees the version move on and reads again.
 
 local cjson = require "cjson.safe"
+local validate = require "swarmgate.validate"
 
 local M = {}
 
-local STATE = ngx.shared.swarmgate_state     -- keys: "doc" (canonical JSON), "version" (number)
-local RUNTIME = ngx.shared.swarmgate_runtime -- keys: "push_lock" (and the balancer's counters)
-
-local MAX_PEERS = 1024
-local MAX_VERSION = 2 ^ 53 -- JSON numbers are doubles: above this, versions stop being exact
-
--- Validation ------------------------------------------------------------------------------------
-
-local function is_int(v, lo, hi)
-    return type(v) == "number" and v == math.floor(v) and v >= lo and v <= hi
-end
-
-local function is_ipv4(s)
-    local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-    if not a then
-        return false
-    end
-    for _, o in ipairs({ a, b, c, d }) do
-        if #o > 3 or tonumber(o) > 255 or (#o > 1 and o:sub(1, 1) == "0") then
-            return false
-        end
-    end
-    return true
-end
-
--- An IPv6 literal without brackets or zone: up to 8 groups of 1-4 hex digits, at most one "::",
--- optionally ending in an IPv4 address (counting as two groups).
-local function is_ipv6(s)
-    if #s < 2 or #s > 45 or not s:find(":", 1, true) or not s:match("^[%x:.]+$") then
-        return false
-    end
-    local groups = 0
-    local head, tail = s, nil
-    local gap = s:find("::", 1, true)
-    if gap then
-        if s:find("::", gap + 1, true) then
-            return false
-        end
-        head, tail = s:sub(1, gap - 1), s:sub(gap + 2)
-    end
-    for _, part in ipairs({ head, tail or "" }) do
-        if part ~= "" then
-            local fields = {}
-            for f in (part .. ":"):gmatch("([^:]*):") do
-                fields[#fields + 1] = f
-            end
-            for i, f in ipairs(fields) do
-                if i == #fields and f:find(".", 1, true) and (part == tail or not gap) then
-                    if not is_ipv4(f) then
-                        return false
-                    end
-                    groups = groups + 2
-                elseif f:match("^%x%x?%x?%x?$") then
-                    groups = groups + 1
-                else
-                    return false
-                end
-            end
-        end
-    end
-    if gap then
-        return groups <= 7
-    end
-    return groups == 8
-end
-
-local function is_ip(s)
-    return type(s) == "string" and (is_ipv4(s) or is_ipv6(s))
-end
-
-local function is_array(t)
-    if type(t) ~= "table" then
-        return false
-    end
-    local n = #t
-    for k in pairs(t) do
-        if type(k) ~= "number" or k < 1 or k > n or k ~= math.floor(k) then
-            return false
-        end
-    end
-    return true
-end
-
-local function valid_name(s)
-    return type(s) == "string" and #s <= 128 and s:match("^[A-Za-z0-9][A-Za-z0-9._-]*$") ~= nil
-end
-
-local STICKY = { ip_hash = true, hash = true }
-
--- One peer, or nil and what is wrong with it.
-local function clean_peer(p)
-    if type(p) ~= "table" or is_array(p) and next(p) ~= nil then
-        return nil, "is not an object"
-    end
-    if type(p.id) ~= "string" or #p.id > 256 then
-        return nil, "id: a string of at most 256 characters is required"
-    end
-    if not is_ip(p.address) then
-        return nil, "address: an IPv4 or IPv6 literal is required (no host names)"
-    end
-    if not is_int(p.port, 1, 65535) then
-        return nil, "port: an integer 1..65535 is required"
-    end
-    if not is_int(p.weight, 1, 10000) then
-        return nil, "weight: an integer 1..10000 is required"
-    end
-    if type(p.backup) ~= "boolean" then
-        return nil, "backup: a boolean is required"
-    end
-    local color = p.color
-    if color == cjson.null or color == nil then
-        color = nil
-    elseif type(color) ~= "string" or #color > 64 or not color:match("^[A-Za-z0-9._-]*$") then
-        return nil, "color: null or at most 64 characters [A-Za-z0-9._-] is required"
-    end
-    return {
-        id = p.id, address = p.address, port = p.port, weight = p.weight,
-        backup = p.backup, color = color,
-    }
-end
-
-local function clean_service(s)
-    if type(s) ~= "table" or is_array(s) and next(s) ~= nil then
-        return nil, "is not an object"
-    end
-    local sticky = s.sticky
-    if sticky == cjson.null or sticky == nil then
-        sticky = nil
-    elseif not STICKY[sticky] then
-        return nil, 'sticky: null, "ip_hash" or "hash" is required'
-    end
-    if not is_array(s.peers) then
-        return nil, "peers: an array is required"
-    end
-    if #s.peers > MAX_PEERS then
-        return nil, "peers: at most " .. MAX_PEERS .. " are allowed"
-    end
-    local peers = {}
-    for i, p in ipairs(s.peers) do
-        local clean, err = clean_peer(p)
-        if not clean then
-            return nil, "peers[" .. (i - 1) .. "]: " .. err
-        end
-        peers[i] = clean
-    end
-    return { sticky = sticky, peers = peers }
-end
-
--- The canonical document (only known fields), or nil and "<where>: <what>".
-function M.validate(doc)
-    if type(doc) ~= "table" or is_array(doc) and next(doc) ~= nil then
-        return nil, "the document is not a JSON object"
-    end
-    if not is_int(doc.version, 0, MAX_VERSION) then
-        return nil, "version: an integer 0..2^53 is required"
-    end
-    if type(doc.services) ~= "table" or is_array(doc.services) and next(doc.services) ~= nil then
-        return nil, "services: an object is required"
-    end
-    local services = {}
-    for name, s in pairs(doc.services) do
-        if not valid_name(name) then
-            return nil, "services: invalid service name " .. cjson.encode(tostring(name))
-        end
-        local clean, err = clean_service(s)
-        if not clean then
-            return nil, "services." .. name .. ": " .. err
-        end
-        services[name] = clean
-    end
-    return { version = doc.version, services = services }
-end
-
--- Decodes and validates a JSON text.
-function M.parse(text)
-    local doc, err = cjson.decode(text)
-    if doc == nil then
-        return nil, "invalid JSON: " .. tostring(err)
-    end
-    return M.validate(doc)
-end
+local STATE = ngx.shared.swarmgate_state
+local RUNTIME = ngx.shared.swarmgate_runtime -- "push_lock" (and the balancer's keys)
 
 -- Encoding --------------------------------------------------------------------------------------
 
@@ -199,31 +26,48 @@ local function opt(s)
     return s == nil and "null" or str(s)
 end
 
--- The canonical JSON of a validated document: written by hand because cjson 2.1.0 encodes empty
+local function vstr(v)
+    return string.format("%d", v)
+end
+
+-- One validated service as canonical JSON. Written by hand because cjson 2.1.0 encodes empty
 -- arrays as {} and prints numbers with 14 significant digits.
-function M.encode(doc)
+local function encode_service(s)
+    local out = { '{"sticky":', opt(s.sticky), ',"peers":[' }
+    for j, p in ipairs(s.peers) do
+        out[#out + 1] = (j > 1 and "," or "") .. '{"id":' .. str(p.id) .. ',"address":'
+            .. str(p.address) .. ',"port":' .. p.port .. ',"weight":' .. p.weight
+            .. ',"backup":' .. tostring(p.backup) .. ',"color":' .. opt(p.color) .. "}"
+    end
+    out[#out + 1] = "]}"
+    return table.concat(out)
+end
+
+local function sorted_names(doc)
     local names = {}
     for name in pairs(doc.services) do
         names[#names + 1] = name
     end
     table.sort(names)
-    local out = { '{"version":', string.format("%d", doc.version), ',"services":{' }
-    for i, name in ipairs(names) do
-        local s = doc.services[name]
-        out[#out + 1] = (i > 1 and "," or "") .. str(name) .. ':{"sticky":' .. opt(s.sticky)
-            .. ',"peers":['
-        for j, p in ipairs(s.peers) do
-            out[#out + 1] = (j > 1 and "," or "") .. '{"id":' .. str(p.id) .. ',"address":'
-                .. str(p.address) .. ',"port":' .. p.port .. ',"weight":' .. p.weight
-                .. ',"backup":' .. tostring(p.backup) .. ',"color":' .. opt(p.color) .. "}"
-        end
-        out[#out + 1] = "]}"
+    return names
+end
+
+-- The canonical JSON of a validated document: services sorted by name.
+function M.encode(doc)
+    local out = { '{"version":', vstr(doc.version), ',"services":{' }
+    for i, name in ipairs(sorted_names(doc)) do
+        out[#out + 1] = (i > 1 and "," or "") .. str(name) .. ":"
+            .. encode_service(doc.services[name])
     end
     out[#out + 1] = "}}"
     return table.concat(out)
 end
 
 -- Storing ---------------------------------------------------------------------------------------
+
+local function svc_key(v, name)
+    return "svc:" .. vstr(v) .. ":" .. name
+end
 
 -- The version held in the dict, or nil when nothing is held yet.
 function M.held_version()
@@ -235,9 +79,44 @@ function M.held_json()
     return STATE:get("doc")
 end
 
--- Stores `doc` unless it is older than what is held. Returns "stored", "same" or "stale" (and
--- the held version), or nil and an error. The document goes in before its version, so a
--- reader that sees the new version always finds its document.
+-- Deletes the per-service keys of version `v`.
+local function drop_version(v)
+    local names = STATE:get("names:" .. vstr(v))
+    if names then
+        for name in names:gmatch("[^\n]+") do
+            STATE:delete(svc_key(v, name))
+        end
+    end
+    STATE:delete("names:" .. vstr(v))
+end
+
+-- Writes every key of `doc`'s version, "version" last; nil and an error when the dict is full
+-- (then nothing of `doc` is left behind).
+local function write(doc)
+    local v, names = doc.version, sorted_names(doc)
+    local ok, err = STATE:safe_set("names:" .. vstr(v), table.concat(names, "\n"))
+    for _, name in ipairs(names) do
+        if not ok then
+            break
+        end
+        ok, err = STATE:safe_set(svc_key(v, name), encode_service(doc.services[name]))
+    end
+    if ok then
+        ok, err = STATE:safe_set("doc", M.encode(doc))
+    end
+    if ok then
+        ok, err = STATE:safe_set("version", v)
+    end
+    if not ok then
+        drop_version(v)
+        return nil, "the shared dict cannot hold the document (" .. tostring(err)
+            .. "): raise dict_size"
+    end
+    return true
+end
+
+-- Stores `doc` unless it is not newer than what is held. Returns "stored", "same" or "stale"
+-- with the version held afterwards, or nil and an error.
 local function store(doc)
     local held = STATE:get("version")
     if held and doc.version < held then
@@ -246,18 +125,17 @@ local function store(doc)
     if held and doc.version == held then
         return "same", held
     end
-    local ok, err = STATE:safe_set("doc", M.encode(doc))
+    local ok, err = write(doc)
     if not ok then
-        return nil, "the shared dict cannot hold the document: " .. tostring(err)
+        return nil, err
     end
-    ok, err = STATE:safe_set("version", doc.version)
-    if not ok then
-        return nil, "the shared dict cannot hold the version: " .. tostring(err)
+    if held then
+        drop_version(held)
     end
     return "stored", doc.version
 end
 
--- store() under a lock shared by all workers, so two pushes cannot interleave their checks.
+-- store() under a lock shared by all workers, so two pushes cannot interleave.
 function M.put(doc)
     local deadline = ngx.now() + 5
     while not RUNTIME:add("push_lock", true, 10) do
@@ -285,7 +163,7 @@ function M.load_file(path)
     end
     local text = f:read("*a")
     f:close()
-    local doc, perr = M.parse(text)
+    local doc, perr = validate.parse(text)
     if not doc then
         ngx.log(ngx.ERR, "swarmgate: state file ", path, " refused: ", perr)
         return
@@ -301,36 +179,50 @@ end
 
 -- Reading (per worker) --------------------------------------------------------------------------
 
-local cached -- { version = N, services = { name = { sticky, peers, actives, backups } } }
+local ABSENT = {} -- cached "this version has no such service"
+local cache = {}  -- name -> { version = v, svc = compiled service or ABSENT }
 
--- Splits each service's peers into actives and backups, in document order.
-local function compile(doc)
-    for _, s in pairs(doc.services) do
-        s.actives, s.backups = {}, {}
-        for _, p in ipairs(s.peers) do
-            local list = p.backup and s.backups or s.actives
-            list[#list + 1] = p
-        end
+-- A decoded service with its peers split into actives and backups, in document order.
+local function compile(svc)
+    svc.actives, svc.backups = {}, {}
+    for _, p in ipairs(svc.peers) do
+        local list = p.backup and svc.backups or svc.actives
+        list[#list + 1] = p
     end
-    return doc
+    if svc.sticky == cjson.null then
+        svc.sticky = nil
+    end
+    return svc
 end
 
--- The held document for this worker, decoded once per version; nil when nothing is held.
-function M.current()
-    local version = STATE:get("version")
-    if version == nil then
-        return nil
+-- The held service `name` (decoded once per version per worker, with `actives`, `backups` and
+-- room for the balancer's schedule), or nil and why.
+function M.service(name)
+    for _ = 1, 3 do -- a push between reading the version and the key: read again
+        local version = STATE:get("version")
+        if version == nil then
+            return nil, "no state held"
+        end
+        local entry = cache[name]
+        if entry and entry.version == version then
+            if entry.svc == ABSENT then
+                return nil, "the service is not in the state"
+            end
+            return entry.svc
+        end
+        local text = STATE:get(svc_key(version, name))
+        if text then
+            local svc = cjson.decode(text)
+            if type(svc) == "table" then
+                cache[name] = { version = version, svc = compile(svc) }
+                return cache[name].svc
+            end
+        elseif STATE:get("version") == version then
+            cache[name] = { version = version, svc = ABSENT }
+            return nil, "the service is not in the state"
+        end
     end
-    if cached and cached.version == version then
-        return cached
-    end
-    local text = STATE:get("doc")
-    local doc = text and cjson.decode(text)
-    if type(doc) ~= "table" then
-        return cached
-    end
-    cached = compile(doc)
-    return cached
+    return nil, "the state kept changing while it was read"
 end
 
 return M
