@@ -7,61 +7,36 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::{eventually, free_port, unique, Backend, ConsulAgent, NginxServer};
+use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
 
-/// An nginx that loads the Lua module, with the templater's Lua data-plane paths.
+/// An nginx with the Lua modules and the templater's Lua data-plane paths.
 struct LuaEdge {
-    nginx: NginxServer,
+    lua: LuaNginx,
 }
 
 impl LuaEdge {
+    /// nginx with an empty `conf.d/`: the templater's first pass renders the data plane's
+    /// files, checks them and reloads.
     async fn start() -> LuaEdge {
-        let dir = std::env::temp_dir().join(unique("lua-nginx"));
-        std::fs::create_dir_all(dir.join("conf.d")).expect("conf.d");
-        std::fs::create_dir_all(dir.join("tmp")).expect("tmp");
-        let d = dir.display();
-        let conf = format!(
-            "load_module /usr/lib/nginx/modules/ndk_http_module.so;\nload_module /usr/lib/nginx/modules/ngx_http_lua_module.so;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log notice;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp/body; proxy_temp_path {d}/tmp/proxy; fastcgi_temp_path {d}/tmp/fcgi; uwsgi_temp_path {d}/tmp/uwsgi; scgi_temp_path {d}/tmp/scgi;\n  include {d}/conf.d/*.conf;\n}}\n"
-        );
-        std::fs::write(dir.join("nginx.conf"), conf).expect("nginx.conf");
-        let edge = LuaEdge {
-            nginx: NginxServer {
-                dir,
-                port: free_port(),
-            },
-        };
-        edge.run_nginx().await;
-        edge
+        let lua = LuaNginx::prepare(2);
+        lua.start().await;
+        LuaEdge { lua }
     }
 
-    /// Starts the nginx master on the current config.
-    async fn run_nginx(&self) {
-        let n = &self.nginx;
-        let status = Command::new("nginx")
-            .args(["-c", &n.conf().display().to_string()])
-            .args(["-p", &n.dir.display().to_string()])
-            .status()
-            .expect("run nginx");
-        assert!(status.success(), "nginx did not start:\n{}", n.error_log());
-        let pid = n.pid_file();
-        eventually(WAIT, "nginx writes its pid", || {
-            let pid = pid.clone();
-            async move { std::fs::read_to_string(&pid).map(drop) }
-        })
-        .await;
+    fn nginx(&self) -> &NginxServer {
+        &self.lua.server
     }
 
     /// Stops nginx (gracefully: its unix sockets are removed) and starts a fresh one: an
     /// empty shared dictionary, only the state file to go by.
     async fn restart_nginx(&self) {
-        let pid = self.nginx.master_pid();
+        let pid = self.nginx().master_pid();
         let _ = Command::new("kill")
             .args(["-QUIT", &pid.to_string()])
             .status();
@@ -73,27 +48,18 @@ impl LuaEdge {
             Ok(())
         })
         .await;
-        self.run_nginx().await;
-    }
-
-    fn state_file(&self) -> PathBuf {
-        self.nginx.dir.join("state.json")
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.nginx.dir.join("control.sock")
+        self.lua.start().await;
     }
 
     fn templater(&self, consul: &ConsulAgent) -> Templater {
-        let lua_dir = testkit::workspace_root().join("templates/lua");
         let (state, socket, lua) = (
-            self.state_file().display().to_string(),
-            self.socket().display().to_string(),
-            lua_dir.display().to_string(),
+            self.lua.state_file.display().to_string(),
+            self.lua.control.display().to_string(),
+            testkit::lua_nginx::lua_dir().display().to_string(),
         );
         start_templater(
             consul,
-            &self.nginx,
+            self.nginx(),
             &[
                 "--dataplane",
                 "lua",
@@ -222,19 +188,25 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
     let _green = instances(&consul, &svc, "green", 1).await;
     let t = edge.templater(&consul);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
-    serves_only(&edge.nginx, &host, "blue", 20).await;
-    let workers = edge.nginx.workers();
+    serves_only(edge.nginx(), &host, "blue", 20).await;
+    let workers = edge.nginx().workers();
     let reloads_before = reloads(&t).await;
 
     let out = ok(&consul, &["flip", &svc, "green", "--wait-live", "20"]).await;
     assert!(out.contains("live on"), "{out}");
     // --wait-live returned: nginx holds the version, so the very next requests are green.
     for _ in 0..50 {
-        assert_eq!(fetch(&edge.nginx, &host).await.expect("served"), "green");
+        assert_eq!(fetch(edge.nginx(), &host).await.expect("served"), "green");
     }
+    // The version the edge reports is the one nginx says it holds.
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&consul, &["status", &svc, "--json"]).await).expect("json");
+    let reported = report["edges"][0]["live_version"].as_u64();
+    assert!(reported.is_some(), "{report}");
+    assert_eq!(reported, edge.lua.held_version().await, "{report}");
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     ok(&consul, &["canary", &svc, "10", "--wait-live", "20"]).await;
-    let counts = tally(&edge.nginx, &host, 2000).await;
+    let counts = tally(edge.nginx(), &host, 2000).await;
     let green = *counts.get("green").unwrap_or(&0) as f64 / 20.0;
     println!("lua data plane: 10% canary over 2000 requests landed {green}% ({counts:?})");
     assert!(
@@ -244,7 +216,7 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
 
     ok(&consul, &["canary", &svc, "0", "--wait-live", "20"]).await;
     for by in [FlipBy::Cli, FlipBy::Kv] {
-        let (p50, max) = flip_latency(&consul, &edge.nginx, (&host, &svc), by).await;
+        let (p50, max) = flip_latency(&consul, edge.nginx(), (&host, &svc), by).await;
         let what = match by {
             FlipBy::Cli => "`templater flip` started",
             FlipBy::Kv => "KV active written",
@@ -255,7 +227,7 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
     }
 
     assert_eq!(
-        edge.nginx.workers(),
+        edge.nginx().workers(),
         workers,
         "nginx's workers are the same: no reload"
     );
@@ -281,12 +253,12 @@ async fn keep_alive_clients_see_no_failure_across_30_flips() {
     let _green = instances(&consul, &svc, "green", 2).await;
     let _t = edge.templater(&consul);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
-    serves_only(&edge.nginx, &host, "blue", 10).await;
-    let workers = edge.nginx.workers();
+    serves_only(edge.nginx(), &host, "blue", 10).await;
+    let workers = edge.nginx().workers();
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let url = format!("http://127.0.0.1:{}/", edge.nginx.port);
+    let url = format!("http://127.0.0.1:{}/", edge.nginx().port);
     let clients: Vec<_> = (0..8)
         .map(|_| {
             let (stop, served, failed, url, host) = (
@@ -345,7 +317,11 @@ async fn keep_alive_clients_see_no_failure_across_30_flips() {
     );
     assert_eq!(failed, 0, "failures: {:?}", &errors[..errors.len().min(5)]);
     assert!(served > 100, "the clients ran: {served}");
-    assert_eq!(edge.nginx.workers(), workers, "no reload across the flips");
+    assert_eq!(
+        edge.nginx().workers(),
+        workers,
+        "no reload across the flips"
+    );
 }
 
 #[tokio::test]
@@ -355,24 +331,24 @@ async fn a_new_service_renders_and_reloads_once() {
     let (one, two) = (unique("one"), unique("two"));
     let _a = instances(&consul, &one, "blue", 1).await;
     let t = edge.templater(&consul);
-    serves_only(&edge.nginx, &format!("{one}.localhost"), "blue", 5).await;
+    serves_only(edge.nginx(), &format!("{one}.localhost"), "blue", 5).await;
     let before = reloads(&t).await;
-    let workers = edge.nginx.workers();
+    let workers = edge.nginx().workers();
     let _b = instances(&consul, &two, "green", 1).await;
-    serves_only(&edge.nginx, &format!("{two}.localhost"), "green", 5).await;
+    serves_only(edge.nginx(), &format!("{two}.localhost"), "green", 5).await;
     assert_eq!(
         reloads(&t).await,
         before + 1.0,
         "one reload for the new upstream"
     );
-    assert_ne!(edge.nginx.workers(), workers, "nginx reloaded");
+    assert_ne!(edge.nginx().workers(), workers, "nginx reloaded");
     assert!(
-        upstreams(&edge.nginx).contains("balancer_by_lua_block"),
+        upstreams(edge.nginx()).contains("balancer_by_lua_block"),
         "lua upstreams rendered:\n{}",
-        upstreams(&edge.nginx)
+        upstreams(edge.nginx())
     );
     // A scale-up of an existing service is a push, not a reload.
-    let workers = edge.nginx.workers();
+    let workers = edge.nginx().workers();
     let _c = Backend::start("blue2");
     register(
         &consul,
@@ -384,12 +360,12 @@ async fn a_new_service_renders_and_reloads_once() {
     )
     .await;
     eventually(WAIT, "the new instance serves", || async {
-        let c = tally(&edge.nginx, &format!("{one}.localhost"), 20).await;
+        let c = tally(edge.nginx(), &format!("{one}.localhost"), 20).await;
         anyhow::ensure!(c.contains_key("blue2"), "{c:?}");
         Ok(())
     })
     .await;
-    assert_eq!(edge.nginx.workers(), workers, "scale-up without a reload");
+    assert_eq!(edge.nginx().workers(), workers, "scale-up without a reload");
     assert_eq!(reloads(&t).await, before + 1.0);
 }
 
@@ -403,11 +379,11 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     let _green = instances(&consul, &svc, "green", 1).await;
     let mut t = edge.templater(&consul);
     ok(&consul, &["flip", &svc, "green", "--wait-live", "20"]).await;
-    serves_only(&edge.nginx, &host, "green", 10).await;
+    serves_only(edge.nginx(), &host, "green", 10).await;
 
     t.signal("KILL");
     t.wait();
-    serves_only(&edge.nginx, &host, "green", 10).await;
+    serves_only(edge.nginx(), &host, "green", 10).await;
     // Consul changes while the templater is down: nginx keeps the last pushed state.
     let (code, out) = cli_text(&consul, &["flip", &svc, "blue"]);
     assert_eq!(code, 0, "{out}");
@@ -415,18 +391,18 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     // A fresh nginx (empty dictionary) with no templater: the state file alone.
     for _ in 0..20 {
         assert_eq!(
-            fetch(&edge.nginx, &host)
+            fetch(edge.nginx(), &host)
                 .await
                 .expect("served from the state file"),
             "green"
         );
     }
-    let state = std::fs::read_to_string(edge.state_file()).expect("state file");
+    let state = std::fs::read_to_string(&edge.lua.state_file).expect("state file");
     assert!(state.contains(&svc), "{state}");
 
     // A new templater starts above the version nginx holds and pushes what Consul says now.
     let _t2 = edge.templater(&consul);
-    serves_only(&edge.nginx, &host, "blue", 10).await;
+    serves_only(edge.nginx(), &host, "blue", 10).await;
 }
 
 #[test]
