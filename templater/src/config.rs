@@ -187,9 +187,10 @@ pub struct RunArgs {
     /// Lua data plane: the state file nginx loads at start (written atomically on every change).
     #[arg(long = "state-file", env = "TEMPLATER_STATE_FILE", default_value = DEFAULT_STATE_FILE)]
     pub state_file: PathBuf,
-    /// Lua data plane: the directory holding the `swarmgate/*.lua` modules nginx loads.
-    #[arg(long = "lua-dir", env = "TEMPLATER_LUA_DIR", default_value = DEFAULT_LUA_DIR)]
-    pub lua_dir: PathBuf,
+    /// Lua data plane: where the templater installs its `swarmgate/*.lua` modules for nginx
+    /// (nginx's lua_package_path) [default: <output-dir>/swarmgate-lua].
+    #[arg(long = "lua-dir", env = "TEMPLATER_LUA_DIR")]
+    pub lua_dir: Option<PathBuf>,
     /// Lua data plane: size of nginx's shared dictionary holding the state (`16m`, `512k`).
     #[arg(long = "dict-size", env = "TEMPLATER_DICT_SIZE", default_value = DEFAULT_DICT_SIZE)]
     pub dict_size: String,
@@ -272,7 +273,12 @@ fn lua_options(r: &RunArgs) -> Result<Option<LuaOptions>, String> {
     Ok(Some(LuaOptions {
         control,
         state_file: plain_path("--state-file", &r.state_file)?,
-        lua_dir: plain_path("--lua-dir", &r.lua_dir)?,
+        lua_dir: plain_path(
+            "--lua-dir",
+            &r.lua_dir
+                .clone()
+                .unwrap_or_else(|| r.output_dir.join(DEFAULT_LUA_DIR)),
+        )?,
         dict_size: r.dict_size.to_ascii_lowercase(),
     }))
 }
@@ -288,8 +294,9 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             .map(|t| TemplateSpec::parse(t))
             .collect::<Result<_, _>>()?
     };
-    if lua.is_some() {
+    if let Some(lua) = &lua {
         templates.push(TemplateSpec::built_in(DATAPLANE_TEMPLATE, &r.output_dir));
+        templates.extend(TemplateSpec::lua_modules(&lua.lua_dir));
     }
     if !r
         .domain

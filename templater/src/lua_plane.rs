@@ -24,8 +24,9 @@ use crate::state_doc::StateDoc;
 
 /// Where the state file goes by default (kept across reboots, unlike /run).
 pub const DEFAULT_STATE_FILE: &str = "/var/lib/swarmgate/state.json";
-/// Where the Lua modules (`swarmgate/*.lua`) are by default.
-pub const DEFAULT_LUA_DIR: &str = "/usr/share/swarmgate/lua";
+/// Where the templater installs its Lua modules (`swarmgate/*.lua`) by default, inside
+/// `--output-dir` (no `*.conf` there: an `include <dir>/*.conf` does not pick them up).
+pub const DEFAULT_LUA_DIR: &str = "swarmgate-lua";
 /// The shared dictionary's size by default.
 pub const DEFAULT_DICT_SIZE: &str = "16m";
 
@@ -65,9 +66,15 @@ impl LuaPlane {
         };
         let version = on_disk.max(held.as_ref().map_or(0, |d| d.version));
         if !files.dry_run {
-            if let Some(dir) = opts.state_file.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("--state-file directory {}: {e}", dir.display()))?;
+            let modules = opts.lua_dir.join("swarmgate");
+            for (flag, dir) in [
+                ("--state-file", opts.state_file.parent()),
+                ("--lua-dir", Some(modules.as_path())),
+            ] {
+                if let Some(dir) = dir {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| format!("{flag} directory {}: {e}", dir.display()))?;
+                }
             }
         }
         tracing::info!(

@@ -29,6 +29,28 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
     ),
 ];
 
+/// The Lua data plane's nginx modules (`templates/lua`), built in and installed into `--lua-dir`
+/// with the config in `--dataplane lua`: nginx runs the modules of the templater that renders
+/// for them. Installed verbatim (each is a template that is one raw block).
+pub const LUA_MODULES: [(&str, &str); 4] = [
+    (
+        "swarmgate/balancer.lua",
+        include_str!("../../templates/lua/swarmgate/balancer.lua"),
+    ),
+    (
+        "swarmgate/control.lua",
+        include_str!("../../templates/lua/swarmgate/control.lua"),
+    ),
+    (
+        "swarmgate/state.lua",
+        include_str!("../../templates/lua/swarmgate/state.lua"),
+    ),
+    (
+        "swarmgate/validate.lua",
+        include_str!("../../templates/lua/swarmgate/validate.lua"),
+    ),
+];
+
 /// The Lua data plane's http-level include (shared dict, state loading, control listener),
 /// rendered beside the others in `--dataplane lua`.
 pub const DATAPLANE_TEMPLATE: &str = "dataplane.conf.j2";
@@ -65,6 +87,18 @@ impl TemplateSpec {
             .collect()
     }
 
+    /// The built-in Lua modules, written into `lua_dir` (`swarmgate/<module>.lua`).
+    pub fn lua_modules(lua_dir: &Path) -> Vec<Self> {
+        LUA_MODULES
+            .iter()
+            .map(|(name, _)| TemplateSpec {
+                source: None,
+                name: name.to_string(),
+                dest: lua_dir.join(name),
+            })
+            .collect()
+    }
+
     /// The built-in template `name`, written into `dir` as `swarmgate-<name>.conf`.
     pub fn built_in(name: &str, dir: &Path) -> Self {
         TemplateSpec {
@@ -93,11 +127,7 @@ impl Renderer {
             let text = match &spec.source {
                 Some(path) => std::fs::read_to_string(path)
                     .map_err(|e| format!("template {}: {e}", path.display()))?,
-                None => DEFAULT_TEMPLATES
-                    .iter()
-                    .find(|(n, _)| *n == spec.name)
-                    .map(|(_, t)| t.to_string())
-                    .ok_or_else(|| format!("no built-in template {}", spec.name))?,
+                None => built_in(&spec.name)?,
             };
             env.add_template_owned(spec.name.clone(), text)
                 .map_err(|e| format!("template {}: {e:#}", spec.name))?;
@@ -155,6 +185,18 @@ impl Renderer {
         let files = attempt(&clean).unwrap_or(global);
         Ok((files, culprits))
     }
+}
+
+/// The text of built-in template `name`; a Lua module is one raw block (printed verbatim).
+fn built_in(name: &str) -> Result<String, String> {
+    if let Some((_, text)) = DEFAULT_TEMPLATES.iter().find(|(n, _)| *n == name) {
+        return Ok(text.to_string());
+    }
+    LUA_MODULES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| format!("{{% raw %}}{text}{{% endraw %}}"))
+        .ok_or_else(|| format!("no built-in template {name}"))
 }
 
 /// Halves `set` until each failing service stands alone.

@@ -238,3 +238,25 @@ fn template_errors_name_the_template() {
     assert!(TemplateSpec::parse("nocolon").is_err());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_lua_module_is_built_in_and_installed_verbatim() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/lua/swarmgate");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("templates/lua/swarmgate")
+        .filter_map(|e| e.ok())
+        .map(|e| format!("swarmgate/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".lua"))
+        .collect();
+    on_disk.sort();
+    let built_in: Vec<String> = LUA_MODULES.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(built_in, on_disk, "LUA_MODULES lists every module");
+    let specs = TemplateSpec::lua_modules(Path::new("/lua"));
+    let r = Renderer::load(&specs).expect("load");
+    let (_, page) = sample();
+    for (dest, bytes) in r.render(&page.context(&[])).expect("render") {
+        let name = dest.strip_prefix("/lua").expect("under --lua-dir");
+        let want = std::fs::read(dir.parent().expect("lua").join(name)).expect("module");
+        assert!(bytes == want, "{} is installed verbatim", name.display());
+    }
+}

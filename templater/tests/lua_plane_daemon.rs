@@ -52,10 +52,10 @@ impl LuaEdge {
     }
 
     fn templater(&self, consul: &ConsulAgent) -> Templater {
-        let (state, socket, lua) = (
+        // The Lua modules: the templater's own, installed into <output-dir>/swarmgate-lua.
+        let (state, socket) = (
             self.lua.state_file.display().to_string(),
             self.lua.control.display().to_string(),
-            testkit::lua_nginx::lua_dir().display().to_string(),
         );
         start_templater(
             consul,
@@ -67,8 +67,6 @@ impl LuaEdge {
                 &state,
                 "--control-socket",
                 &socket,
-                "--lua-dir",
-                &lua,
             ],
         )
     }
@@ -342,6 +340,15 @@ async fn a_new_service_renders_and_reloads_once() {
         "one reload for the new upstream"
     );
     assert_ne!(edge.nginx().workers(), workers, "nginx reloaded");
+    let installed = edge
+        .nginx()
+        .conf_d()
+        .join("swarmgate-lua/swarmgate/balancer.lua");
+    assert_eq!(
+        std::fs::read(&installed).ok(),
+        std::fs::read(testkit::lua_nginx::lua_dir().join("swarmgate/balancer.lua")).ok(),
+        "the templater installs its Lua modules for nginx"
+    );
     assert!(
         upstreams(edge.nginx()).contains("balancer_by_lua_block"),
         "lua upstreams rendered:\n{}",
