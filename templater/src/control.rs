@@ -103,10 +103,12 @@ struct Answer {
 
 impl Control {
     pub fn new(addr: ControlAddr) -> Result<Control, String> {
+        // A new connection per call: a reload retires the worker an idle connection would be
+        // kept to, and a push must not race its closing.
         let mut builder = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .no_proxy()
-            .pool_max_idle_per_host(1);
+            .pool_max_idle_per_host(0);
         let base = match &addr {
             ControlAddr::Unix(path) => {
                 builder = builder.unix_socket(path.as_path());

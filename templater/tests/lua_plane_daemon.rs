@@ -36,6 +36,12 @@ impl LuaEdge {
     /// Stops nginx (gracefully: its unix sockets are removed) and starts a fresh one: an
     /// empty shared dictionary, only the state file to go by.
     async fn restart_nginx(&self) {
+        self.stop_nginx().await;
+        self.lua.start().await;
+    }
+
+    /// Stops nginx gracefully and waits until it is gone.
+    async fn stop_nginx(&self) {
         let pid = self.nginx().master_pid();
         let _ = Command::new("kill")
             .args(["-QUIT", &pid.to_string()])
@@ -48,7 +54,6 @@ impl LuaEdge {
             Ok(())
         })
         .await;
-        self.lua.start().await;
     }
 
     fn templater(&self, consul: &ConsulAgent) -> Templater {
@@ -410,6 +415,54 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     // A new templater starts above the version nginx holds and pushes what Consul says now.
     let _t2 = edge.templater(&consul);
     serves_only(edge.nginx(), &host, "blue", 10).await;
+}
+
+/// The colour whose peers are active (not backup) for `service` in the state file.
+fn active_in_state_file(edge: &LuaEdge, service: &str) -> Option<String> {
+    let text = std::fs::read_to_string(&edge.lua.state_file).ok()?;
+    let doc: serde_json::Value = serde_json::from_str(&text).ok()?;
+    doc["services"][service]["peers"]
+        .as_array()?
+        .iter()
+        .find(|p| p["backup"] == false)
+        .and_then(|p| p["color"].as_str().map(str::to_string))
+}
+
+#[tokio::test]
+async fn a_change_made_while_nginx_is_down_is_in_the_state_file_and_pushed_once_it_is_back() {
+    let consul = ConsulAgent::start().await;
+    let edge = LuaEdge::start().await;
+    let svc = unique("down");
+    let host = format!("{svc}.localhost");
+    let _blue = instances(&consul, &svc, "blue", 1).await;
+    let _green = instances(&consul, &svc, "green", 1).await;
+    let t = edge.templater(&consul);
+    ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
+    serves_only(edge.nginx(), &host, "blue", 5).await;
+
+    edge.stop_nginx().await;
+    ok(&consul, &["flip", &svc, "green"]).await;
+    eventually(WAIT, "the state file has the flip", || async {
+        let active = active_in_state_file(&edge, &svc);
+        anyhow::ensure!(active.as_deref() == Some("green"), "{active:?}");
+        Ok(())
+    })
+    .await;
+    eventually(WAIT, "the push failure is retried", || async {
+        anyhow::ensure!(t.log().contains("retrying"), "not yet");
+        Ok(())
+    })
+    .await;
+    edge.lua.start().await;
+    // The fresh nginx serves the file at once; the retried push then lands above it.
+    for _ in 0..20 {
+        assert_eq!(fetch(edge.nginx(), &host).await.expect("served"), "green");
+    }
+    let out = ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
+    assert!(out.contains("live on"), "{out}");
+    for _ in 0..20 {
+        assert_eq!(fetch(edge.nginx(), &host).await.expect("served"), "blue");
+    }
 }
 
 #[test]
