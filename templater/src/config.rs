@@ -184,9 +184,10 @@ pub struct RunArgs {
     /// Lua data plane: nginx's control endpoint, a unix socket path or a loopback IP:PORT.
     #[arg(long = "control-socket", env = "TEMPLATER_CONTROL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
     pub control_socket: String,
-    /// Lua data plane: the state file nginx loads at start (written atomically on every change).
-    #[arg(long = "state-file", env = "TEMPLATER_STATE_FILE", default_value = DEFAULT_STATE_FILE)]
-    pub state_file: PathBuf,
+    /// Lua data plane: the state file nginx loads at start (written atomically on every change)
+    /// [default: <output-dir>/swarmgate-state.json].
+    #[arg(long = "state-file", env = "TEMPLATER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
     /// Lua data plane: where the templater installs its `swarmgate/*.lua` modules for nginx
     /// (nginx's lua_package_path) [default: <output-dir>/swarmgate-lua].
     #[arg(long = "lua-dir", env = "TEMPLATER_LUA_DIR")]
@@ -272,7 +273,12 @@ fn lua_options(r: &RunArgs) -> Result<Option<LuaOptions>, String> {
     }
     Ok(Some(LuaOptions {
         control,
-        state_file: plain_path("--state-file", &r.state_file)?,
+        state_file: plain_path(
+            "--state-file",
+            &r.state_file
+                .clone()
+                .unwrap_or_else(|| r.output_dir.join(DEFAULT_STATE_FILE)),
+        )?,
         lua_dir: plain_path(
             "--lua-dir",
             &r.lua_dir

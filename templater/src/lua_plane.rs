@@ -22,8 +22,9 @@ use crate::plan::Plan;
 use crate::reload_plane::ReloadPlane;
 use crate::state_doc::StateDoc;
 
-/// Where the state file goes by default (kept across reboots, unlike /run).
-pub const DEFAULT_STATE_FILE: &str = "/var/lib/swarmgate/state.json";
+/// The state file's name by default, inside `--output-dir`: where nginx already reads its
+/// config (so it can read this too), kept across reboots.
+pub const DEFAULT_STATE_FILE: &str = "swarmgate-state.json";
 /// Where the templater installs its Lua modules (`swarmgate/*.lua`) by default, inside
 /// `--output-dir` (no `*.conf` there: an `include <dir>/*.conf` does not pick them up).
 pub const DEFAULT_LUA_DIR: &str = "swarmgate-lua";
