@@ -329,3 +329,18 @@ async fn a_push_of_500_services_by_4_peers_is_taken_whole() {
         served.as_secs_f64() * 1000.0
     );
 }
+
+#[tokio::test]
+async fn lua_units_pass() {
+    let p = plane(1, None).await;
+    let answer = reqwest::get(format!("http://127.0.0.1:{}/_unit", p.spread))
+        .await
+        .expect("answered");
+    let status = answer.status();
+    let body = answer.text().await.expect("body");
+    println!("Lua unit tests: {}", body.trim());
+    assert!(
+        status.is_success() && body.starts_with("ok "),
+        "{status}: {body}"
+    );
+}

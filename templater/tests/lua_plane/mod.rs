@@ -40,6 +40,11 @@ pub fn render(name: &str, ctx: serde_json::Value) -> String {
         .expect("template renders")
 }
 
+/// The Lua unit tests (`tests/lua/unit.lua`), served at `/_unit` on the spread listener.
+pub fn unit_tests() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lua/unit.lua")
+}
+
 /// A running Lua-plane nginx.
 pub struct Plane {
     pub nginx: LuaNginx,
@@ -79,7 +84,9 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
         "30-test.conf",
         &format!(
             "add_header X-Worker $pid always;\nserver {{\n    listen 127.0.0.1:{spread} reuseport;\n    \
-             location / {{ proxy_pass http://sg_app; proxy_next_upstream error timeout http_502; }}\n}}\n"
+             location / {{ proxy_pass http://sg_app; proxy_next_upstream error timeout http_502; }}\n    \
+             location = /_unit {{ content_by_lua_file {}; }}\n}}\n",
+            unit_tests().display()
         ),
     );
     if let Some(doc) = state {
