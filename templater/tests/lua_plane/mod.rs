@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value};
 use serde_json::json;
-use templater::render::nginx_token;
+use templater::render::{lua_string, nginx_token};
 use testkit::{free_port, LuaNginx};
 
 pub const HOST: &str = "app.test";
 
 /// Renders a default template with `ctx`, printing values as the templater does (strings through
-/// `nginx_token`, numbers bare).
+/// `nginx_token`, numbers bare, the `lua_string` filter).
 pub fn render(name: &str, ctx: serde_json::Value) -> String {
     let path = testkit::workspace_root().join("templates").join(name);
     let text = std::fs::read_to_string(&path).expect("template");
@@ -33,6 +33,7 @@ pub fn render(name: &str, ctx: serde_json::Value) -> String {
         let token = nginx_token(s).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
         out.write_str(&token).map_err(Error::from)
     });
+    env.add_filter("lua_string", lua_string);
     env.add_template_owned(name.to_string(), text)
         .expect("template compiles");
     env.get_template(name)
@@ -69,6 +70,10 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
     let upstreams = render(
         "upstreams.conf.j2",
         json!({"dataplane": "lua", "services": [{"name": "app", "upstream": "sg_app"}]}),
+    );
+    assert!(
+        upstreams.contains(r#"balance("app")"#),
+        "the name as a Lua string: {upstreams}"
     );
     let port = nginx.server.port;
     let vhosts = render(
