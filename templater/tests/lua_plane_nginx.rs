@@ -344,3 +344,26 @@ async fn lua_units_pass() {
         "{status}: {body}"
     );
 }
+
+#[test]
+fn the_control_listener_is_the_unix_socket_or_the_loopback_port_given() {
+    let conf = |socket: &str| {
+        render(
+            "dataplane.conf.j2",
+            serde_json::json!({"lua_dir": "/opt/sg/lua", "state_file": "/run/sg/state.json",
+                               "control_socket": socket, "dict_size": "16m"}),
+        )
+    };
+    let unix = conf("/run/nginx/swarmgate.sock");
+    assert!(
+        unix.contains("    listen unix:/run/nginx/swarmgate.sock;\n"),
+        "{unix}"
+    );
+    let tcp = conf("127.0.0.1:9180");
+    assert!(tcp.contains("    listen 127.0.0.1:9180;\n"), "{tcp}");
+    assert!(tcp.contains(r#"load_file("/run/sg/state.json")"#), "{tcp}");
+    assert!(
+        tcp.contains(r#"lua_package_path "/opt/sg/lua/?.lua;;";"#),
+        "{tcp}"
+    );
+}
