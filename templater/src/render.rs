@@ -122,6 +122,7 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::Custom("nginx"));
         env.set_formatter(nginx_formatter);
+        env.add_filter("lua_string", lua_string);
         env.set_keep_trailing_newline(true);
         for spec in specs {
             let text = match &spec.source {
@@ -310,6 +311,23 @@ pub fn nginx_token(value: &str) -> Result<String, String> {
         "\"{}\"",
         value.replace('\\', "\\\\").replace('"', "\\\"")
     ))
+}
+
+/// `value` as a Lua string literal, for code in `*_by_lua_block` (the Lua data plane's
+/// templates print names and paths with `|lua_string`): every byte but letters, digits and
+/// `/._-:` becomes a `\ddd` escape, so no value can end the string or add code.
+pub fn lua_string(value: &str) -> Value {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\{b:03}"));
+        }
+    }
+    out.push('"');
+    Value::from_safe_string(out)
 }
 
 #[cfg(test)]

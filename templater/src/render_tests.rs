@@ -260,3 +260,15 @@ fn every_lua_module_is_built_in_and_installed_verbatim() {
         assert!(bytes == want, "{} is installed verbatim", name.display());
     }
 }
+
+#[test]
+fn lua_strings_cannot_end_the_string_or_add_code() {
+    let lua = |s: &str| lua_string(s).to_string();
+    assert_eq!(lua("app"), "\"app\"");
+    assert_eq!(lua("/run/sg/state.json"), "\"/run/sg/state.json\"");
+    assert_eq!(
+        lua("a\" .. os.exit() .. \""),
+        "\"a\\034\\032..\\032os.exit\\040\\041\\032..\\032\\034\""
+    );
+    assert_eq!(lua("x]]\\\n"), "\"x\\093\\093\\092\\010\"");
+}

@@ -329,3 +329,41 @@ async fn a_push_of_500_services_by_4_peers_is_taken_whole() {
         served.as_secs_f64() * 1000.0
     );
 }
+
+#[tokio::test]
+async fn lua_units_pass() {
+    let p = plane(1, None).await;
+    let answer = reqwest::get(format!("http://127.0.0.1:{}/_unit", p.spread))
+        .await
+        .expect("answered");
+    let status = answer.status();
+    let body = answer.text().await.expect("body");
+    println!("Lua unit tests: {}", body.trim());
+    assert!(
+        status.is_success() && body.starts_with("ok "),
+        "{status}: {body}"
+    );
+}
+
+#[test]
+fn the_control_listener_is_the_unix_socket_or_the_loopback_port_given() {
+    let conf = |socket: &str| {
+        render(
+            "dataplane.conf.j2",
+            serde_json::json!({"lua_dir": "/opt/sg/lua", "state_file": "/run/sg/state.json",
+                               "control_socket": socket, "dict_size": "16m"}),
+        )
+    };
+    let unix = conf("/run/nginx/swarmgate.sock");
+    assert!(
+        unix.contains("    listen unix:/run/nginx/swarmgate.sock;\n"),
+        "{unix}"
+    );
+    let tcp = conf("127.0.0.1:9180");
+    assert!(tcp.contains("    listen 127.0.0.1:9180;\n"), "{tcp}");
+    assert!(tcp.contains(r#"load_file("/run/sg/state.json")"#), "{tcp}");
+    assert!(
+        tcp.contains(r#"lua_package_path "/opt/sg/lua/?.lua;;";"#),
+        "{tcp}"
+    );
+}

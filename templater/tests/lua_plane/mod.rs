@@ -11,13 +11,13 @@ use std::net::SocketAddr;
 use minijinja::value::ValueKind;
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Value};
 use serde_json::json;
-use templater::render::nginx_token;
+use templater::render::{lua_string, nginx_token};
 use testkit::{free_port, LuaNginx};
 
 pub const HOST: &str = "app.test";
 
 /// Renders a default template with `ctx`, printing values as the templater does (strings through
-/// `nginx_token`, numbers bare).
+/// `nginx_token`, numbers bare, the `lua_string` filter).
 pub fn render(name: &str, ctx: serde_json::Value) -> String {
     let path = testkit::workspace_root().join("templates").join(name);
     let text = std::fs::read_to_string(&path).expect("template");
@@ -33,11 +33,17 @@ pub fn render(name: &str, ctx: serde_json::Value) -> String {
         let token = nginx_token(s).map_err(|e| Error::new(ErrorKind::InvalidOperation, e))?;
         out.write_str(&token).map_err(Error::from)
     });
+    env.add_filter("lua_string", lua_string);
     env.add_template_owned(name.to_string(), text)
         .expect("template compiles");
     env.get_template(name)
         .and_then(|t| t.render(Value::from_serialize(&ctx)))
         .expect("template renders")
+}
+
+/// The Lua unit tests (`tests/lua/unit.lua`), served at `/_unit` on the spread listener.
+pub fn unit_tests() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lua/unit.lua")
 }
 
 /// A running Lua-plane nginx.
@@ -65,6 +71,10 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
         "upstreams.conf.j2",
         json!({"dataplane": "lua", "services": [{"name": "app", "upstream": "sg_app"}]}),
     );
+    assert!(
+        upstreams.contains(r#"balance("app")"#),
+        "the name as a Lua string: {upstreams}"
+    );
     let port = nginx.server.port;
     let vhosts = render(
         "vhosts.conf.j2",
@@ -79,7 +89,9 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
         "30-test.conf",
         &format!(
             "add_header X-Worker $pid always;\nserver {{\n    listen 127.0.0.1:{spread} reuseport;\n    \
-             location / {{ proxy_pass http://sg_app; proxy_next_upstream error timeout http_502; }}\n}}\n"
+             location / {{ proxy_pass http://sg_app; proxy_next_upstream error timeout http_502; }}\n    \
+             location = /_unit {{ content_by_lua_file {}; }}\n}}\n",
+            unit_tests().display()
         ),
     );
     if let Some(doc) = state {

@@ -173,6 +173,9 @@ local function host(p)
     return p.address
 end
 
+-- The schedule's pure parts, for the Lua unit tests (templater/tests/lua/unit.lua).
+M._schedule = { build = build_schedule, slot = slot }
+
 -- balancer_by_lua entry point for the upstream of service `name`.
 function M.balance(name)
     local ctx = ngx.ctx
