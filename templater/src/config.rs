@@ -9,11 +9,14 @@ use clap::{Args, Parser, Subcommand};
 use swarmgate_consul::{ConsulArgs, ConsulConfig};
 use swarmgate_runtime::telemetry::LogFormat;
 
+use crate::control::{ControlAddr, DEFAULT_CONTROL_SOCKET};
 use crate::daemon::RunConfig;
+use crate::dataplane::Mode;
 use crate::keys::Keys;
+use crate::lua_plane::{LuaOptions, DEFAULT_DICT_SIZE, DEFAULT_LUA_DIR, DEFAULT_STATE_FILE};
 use crate::nginx::{Nginx, DEFAULT_CHECK_TIMEOUT};
 use crate::plan::{HealthFilter, PlanOptions};
-use crate::render::{Page, TemplateSpec};
+use crate::render::{LuaPage, Page, TemplateSpec, DATAPLANE_TEMPLATE};
 
 pub const EXIT_HELP: &str = "EXIT CODES:
     0   success (run: stopped by SIGINT/SIGTERM; --help, --version; a closed stdout)
@@ -174,6 +177,24 @@ pub struct RunArgs {
         default_value_t = 443
     )]
     pub listen_tls: u16,
+    /// Data plane: `reload` renders every change and reloads nginx; `lua` pushes instances and
+    /// weights to nginx's Lua balancer and reloads only for structural changes.
+    #[arg(long, env = "TEMPLATER_DATAPLANE", value_enum, default_value_t = Mode::Reload)]
+    pub dataplane: Mode,
+    /// Lua data plane: nginx's control endpoint, a unix socket path or a loopback IP:PORT.
+    #[arg(long = "control-socket", env = "TEMPLATER_CONTROL_SOCKET", default_value = DEFAULT_CONTROL_SOCKET)]
+    pub control_socket: String,
+    /// Lua data plane: the state file nginx loads at start (written atomically on every change)
+    /// [default: <output-dir>/swarmgate-state.json].
+    #[arg(long = "state-file", env = "TEMPLATER_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+    /// Lua data plane: where the templater installs its `swarmgate/*.lua` modules for nginx
+    /// (nginx's lua_package_path) [default: <output-dir>/swarmgate-lua].
+    #[arg(long = "lua-dir", env = "TEMPLATER_LUA_DIR")]
+    pub lua_dir: Option<PathBuf>,
+    /// Lua data plane: size of nginx's shared dictionary holding the state (`16m`, `512k`).
+    #[arg(long = "dict-size", env = "TEMPLATER_DICT_SIZE", default_value = DEFAULT_DICT_SIZE)]
+    pub dict_size: String,
     /// Longest blocking-query wait.
     #[arg(
         long = "watch-wait",
@@ -213,9 +234,65 @@ impl Common {
     }
 }
 
+/// Checks the Lua data plane's flags (`None` in reload mode).
+fn lua_options(r: &RunArgs) -> Result<Option<LuaOptions>, String> {
+    if r.dataplane != Mode::Lua {
+        return Ok(None);
+    }
+    if r.allow_hostnames {
+        return Err(
+            "--allow-hostnames needs --dataplane reload: the Lua balancer takes IP addresses only"
+                .into(),
+        );
+    }
+    let control =
+        ControlAddr::parse(&r.control_socket).map_err(|e| format!("--control-socket {e}"))?;
+    let plain_path = |flag: &str, p: &std::path::Path| {
+        let s = p.to_string_lossy();
+        if s.starts_with('/')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+        {
+            Ok(p.to_path_buf())
+        } else {
+            Err(format!(
+                "{flag} {s:?}: an absolute path of letters, digits and ./_- only"
+            ))
+        }
+    };
+    let digits = r.dict_size.trim_end_matches(['k', 'm', 'K', 'M']);
+    let dict_ok = !digits.is_empty()
+        && digits.len() <= 6
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && r.dict_size.len() - digits.len() <= 1;
+    if !dict_ok {
+        return Err(format!(
+            "--dict-size {:?}: a size such as 16m or 512k",
+            r.dict_size
+        ));
+    }
+    Ok(Some(LuaOptions {
+        control,
+        state_file: plain_path(
+            "--state-file",
+            &r.state_file
+                .clone()
+                .unwrap_or_else(|| r.output_dir.join(DEFAULT_STATE_FILE)),
+        )?,
+        lua_dir: plain_path(
+            "--lua-dir",
+            &r.lua_dir
+                .clone()
+                .unwrap_or_else(|| r.output_dir.join(DEFAULT_LUA_DIR)),
+        )?,
+        dict_size: r.dict_size.to_ascii_lowercase(),
+    }))
+}
+
 /// Checks `run`'s flags into a [`RunConfig`]; errors name the flag.
 pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
-    let templates = if r.templates.is_empty() {
+    let lua = lua_options(r)?;
+    let mut templates: Vec<TemplateSpec> = if r.templates.is_empty() {
         TemplateSpec::defaults(&r.output_dir)
     } else {
         r.templates
@@ -223,6 +300,10 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             .map(|t| TemplateSpec::parse(t))
             .collect::<Result<_, _>>()?
     };
+    if let Some(lua) = &lua {
+        templates.push(TemplateSpec::built_in(DATAPLANE_TEMPLATE, &r.output_dir));
+        templates.extend(TemplateSpec::lua_modules(&lua.lua_dir));
+    }
     if !r
         .domain
         .split('.')
@@ -257,6 +338,13 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             domain: r.domain.clone(),
             listen: r.listen,
             listen_tls: r.listen_tls,
+            dataplane: r.dataplane.as_str(),
+            lua: lua.as_ref().map(|l| LuaPage {
+                lua_dir: l.lua_dir.display().to_string(),
+                state_file: l.state_file.display().to_string(),
+                control_socket: l.control.to_string(),
+                dict_size: l.dict_size.clone(),
+            }),
         },
         plan: PlanOptions {
             colors,
@@ -270,5 +358,6 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
         metrics_addr: r.metrics_addr,
         name,
         hold: duration("--hold", &r.hold)?,
+        lua,
     })
 }

@@ -16,15 +16,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::dataplane::{Applied, ApplyError, DataPlane};
 use crate::guard::Guard;
 use crate::install;
 use crate::keys::Keys;
+use crate::lua_plane::{LuaOptions, LuaPlane};
 use crate::metrics::{Metrics, PassOutcome};
 use crate::nginx::Nginx;
 use crate::plan::{self, Disk, Plan, PlanOptions};
 use crate::publish::Publisher;
 use crate::quiesce::Quiesce;
-use crate::reload_plane::{Applied, ApplyError, ReloadPlane};
+use crate::reload_plane::ReloadPlane;
 use crate::render::{Page, Renderer, TemplateSpec};
 use crate::rerender::Rerender;
 use crate::settings::Settings;
@@ -54,6 +56,8 @@ pub struct RunConfig {
     /// This templater's name in KV (records, acknowledgements).
     pub name: String,
     pub hold: Duration,
+    /// The Lua data plane's settings; `None`: the reload data plane.
+    pub lua: Option<LuaOptions>,
 }
 
 /// Why `run` stopped with an error.
@@ -67,20 +71,30 @@ pub enum RunError {
     Metrics(#[source] std::io::Error),
     #[error("the render pass failed: {0}")]
     PassFailed(String),
+    #[error("data plane: {0}")]
+    DataPlane(String),
 }
 
 /// Runs until cancelled (or after one pass with `--once`).
 pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunError> {
     let client = Client::new(&cfg.consul)?;
     let renderer = Renderer::load(&cfg.templates).map_err(RunError::Template)?;
-    let plane = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
+    let files = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
+    let plane = match &cfg.lua {
+        None => DataPlane::Reload(files),
+        Some(opts) => DataPlane::Lua(
+            LuaPlane::start(files, opts)
+                .await
+                .map_err(RunError::DataPlane)?,
+        ),
+    };
     if !cfg.dry_run {
         for restored in install::recover(&plane.destinations()) {
             tracing::warn!(file = %restored.display(), "rolled back an install interrupted by a crash");
         }
     }
     let metrics = Arc::new(Metrics::default());
-    let publisher = Publisher::new(client.clone(), &cfg, "reload");
+    let publisher = Publisher::new(client.clone(), &cfg, plane.mode().as_str());
     if let Some(addr) = cfg.metrics_addr {
         let consul_up = {
             let m = metrics.clone();
@@ -151,7 +165,7 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
 struct Daemon {
     cfg: RunConfig,
     metrics: Arc<Metrics>,
-    plane: ReloadPlane,
+    plane: DataPlane,
     quiesce: Quiesce,
     /// The plan live now (what nginx took).
     live: Plan,
@@ -196,7 +210,14 @@ impl Daemon {
                     self.retry_at = None;
                     self.quiesce.changed(Instant::now());
                 }
-                _ = tick(Some(&mut heartbeat)), if !self.cfg.dry_run => self.publisher.heartbeat().await,
+                _ = tick(Some(&mut heartbeat)), if !self.cfg.dry_run => {
+                    self.publisher.heartbeat().await;
+                    if let DataPlane::Lua(lua) = &mut self.plane {
+                        if !lua.verify().await {
+                            self.quiesce.changed(Instant::now());
+                        }
+                    }
+                }
                 _ = sleep_until(render_at) => {
                     let view = catalog.borrow().clone().expect("ready");
                     let s = settings.borrow().clone().expect("ready");
@@ -214,7 +235,7 @@ impl Daemon {
         match Renderer::load(&self.cfg.templates) {
             Ok(r) => {
                 tracing::info!("templates reloaded");
-                self.plane.renderer = r;
+                self.plane.set_renderer(r);
             }
             Err(e) => {
                 self.metrics.render_errors.inc();
@@ -237,33 +258,19 @@ impl Daemon {
         self.warn_once(&new);
         let result = self.plane.apply(new, &self.live).await;
         tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "pass");
-        let refused = matches!(result, Err(ApplyError::Render(_) | ApplyError::Check(_)));
+        let refused = result.as_ref().err().is_some_and(ApplyError::refused);
         self.metrics
             .pass(pass_outcome(&result), &self.plane.timings());
         let outcome = match result {
-            Ok(applied) => {
-                if !applied.changed_files.is_empty() {
-                    self.metrics.installs.inc();
-                    self.metrics
-                        .last_install_unix
-                        .set(crate::records::unix_now() as i64);
-                    let files: Vec<_> = applied
-                        .changed_files
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect();
-                    tracing::info!(files = ?files, reloaded = applied.reloaded, "installed");
-                }
-                if applied.reloaded {
-                    self.metrics.reloads.inc();
-                }
-                self.live = applied.plan;
-                Ok(!applied.changed_files.is_empty())
-            }
+            Ok(applied) => Ok(self.took(applied)),
             Err(e) => {
                 match &e {
-                    ApplyError::Render(_) => drop(self.metrics.render_errors.inc()),
-                    ApplyError::Check(_) => drop(self.metrics.check_failures.inc()),
+                    ApplyError::Render(_) => {
+                        self.metrics.render_errors.inc();
+                    }
+                    ApplyError::Check(_) | ApplyError::PushRefused(_) => {
+                        self.metrics.check_failures.inc();
+                    }
                     _ => {}
                 }
                 Err(e.to_string())
@@ -306,6 +313,36 @@ impl Daemon {
         }
     }
 
+    /// Counts and logs what a pass made live, which becomes the live plan; answers whether
+    /// anything changed in nginx (files installed, or state pushed).
+    fn took(&mut self, applied: Applied) -> bool {
+        if !applied.changed_files.is_empty() {
+            self.metrics.installs.inc();
+            self.metrics
+                .last_install_unix
+                .set(crate::records::unix_now() as i64);
+            let files: Vec<_> = applied
+                .changed_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            tracing::info!(files = ?files, reloaded = applied.reloaded, "installed");
+        }
+        if applied.reloaded {
+            self.metrics.reloads.inc();
+        }
+        if applied.pushed {
+            tracing::info!(
+                version = applied.live_version,
+                push_us = applied.push_duration.map(|d| d.as_micros() as u64),
+                "state pushed to nginx"
+            );
+        }
+        self.publisher.live_version(applied.live_version);
+        self.live = applied.plan;
+        !applied.changed_files.is_empty() || applied.pushed
+    }
+
     /// Logs each service's plan warnings (a public setting ignored, a contested host) once.
     fn warn_once(&mut self, plan: &Plan) {
         for s in plan.services.values() {
@@ -333,9 +370,11 @@ impl Daemon {
 
 fn pass_outcome(result: &Result<Applied, ApplyError>) -> PassOutcome {
     match result {
-        Ok(applied) if applied.changed_files.is_empty() => PassOutcome::Unchanged,
+        Ok(applied) if applied.changed_files.is_empty() && !applied.pushed => {
+            PassOutcome::Unchanged
+        }
         Ok(_) => PassOutcome::Applied,
-        Err(ApplyError::Render(_) | ApplyError::Check(_)) => PassOutcome::Refused,
-        Err(ApplyError::Install(_) | ApplyError::Reload(_)) => PassOutcome::Failed,
+        Err(e) if e.refused() => PassOutcome::Refused,
+        Err(_) => PassOutcome::Failed,
     }
 }

@@ -11,7 +11,11 @@
 //! - [`install`]: installing rendered files all or none, and crash recovery.
 //! - [`nginx`]: `nginx -t` and reloads nginx has taken.
 //! - [`isolate`]: finding the services whose new config nginx refuses.
+//! - [`dataplane`]: the data planes the daemon drives (`--dataplane reload|lua`).
 //! - [`reload_plane`]: the reload data plane (render, install, check, SIGHUP).
+//! - [`state_doc`]: the Lua data plane's state document, printed from the plan.
+//! - [`control`]: nginx's control endpoint (`PUT`/`GET /state`) and where it listens.
+//! - [`lua_plane`]: the Lua data plane (structure through the reload path, state pushed).
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).
 //! - [`watch`]: Consul watches (catalog view, deploy settings) with constant connections.
@@ -29,14 +33,17 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dashboard;
+pub mod dataplane;
 pub mod deploy;
 pub mod guard;
 pub mod install;
 pub mod isolate;
 pub mod keys;
 pub mod live;
+pub mod lua_plane;
 pub mod metrics;
 pub mod model;
 pub mod nginx;
@@ -48,6 +55,7 @@ pub mod reload_plane;
 pub mod render;
 pub mod rerender;
 pub mod settings;
+pub mod state_doc;
 pub mod status;
 pub mod watch;
 pub mod weights;

@@ -11,7 +11,7 @@ use swarmgate_runtime::metrics::{
 };
 
 use crate::plan::Plan;
-use crate::reload_plane::Timings;
+use crate::dataplane::Timings;
 
 /// How a pass ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

@@ -55,6 +55,14 @@ impl Publisher {
         self.feed.subscribe()
     }
 
+    /// The state version nginx holds (Lua data plane), as nginx answered it: installed
+    /// records written from now on name it.
+    pub fn live_version(&mut self, version: Option<u64>) {
+        if version.is_some() {
+            self.status.live_version = version;
+        }
+    }
+
     /// Records a failure that is not a pass's (a template that does not compile).
     pub fn failed(&mut self, error: &str) {
         self.status.last_error = Some(error.to_string());

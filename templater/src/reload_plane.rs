@@ -6,55 +6,14 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::install::{self, InstallError, Staged};
+use crate::dataplane::{Applied, ApplyError, Timings};
+use crate::install::{self, Staged};
 use crate::isolate::{changed, hold_or_exclude, isolate, merge};
 use crate::nginx::Nginx;
 use crate::plan::{Plan, ServicePlan};
 use crate::render::{Page, Rendered, Renderer};
-
-/// Why a pass could not make its plan live.
-#[derive(Debug, thiserror::Error)]
-pub enum ApplyError {
-    /// The templates fail whatever the services (a template's own error).
-    #[error("{0}")]
-    Render(String),
-    #[error(transparent)]
-    Install(#[from] InstallError),
-    /// nginx refuses the config even without any changed service (its own config, a file it
-    /// reads, changed under it).
-    #[error("{0}")]
-    Check(String),
-    /// The files are installed and checked, but nginx did not take them.
-    #[error("{0}")]
-    Reload(String),
-}
-
-/// What a pass made live.
-#[derive(Debug, Default)]
-pub struct Applied {
-    /// The plan live now: services whose new plan failed are held or excluded in it.
-    pub plan: Plan,
-    pub changed_files: Vec<PathBuf>,
-    pub reloaded: bool,
-    /// Checks spent finding refused services.
-    pub extra_checks: usize,
-}
-
-/// Timings of the last pass, for metrics and logs.
-#[derive(Debug, Default, Clone)]
-pub struct Timings {
-    /// Rendering the templates (with the search for a service they cannot print).
-    pub render: Option<Duration>,
-    /// Writing the files that went live and swapping them in.
-    pub install: Option<Duration>,
-    /// Each `nginx -t` (more than one while refused services are searched for).
-    pub checks: Vec<Duration>,
-    pub reload: Option<Duration>,
-    /// The last staging (the one that goes live when the pass commits).
-    staged: Option<Duration>,
-}
 
 pub struct ReloadPlane {
     pub renderer: Renderer,
@@ -157,6 +116,7 @@ impl ReloadPlane {
             changed_files,
             reloaded,
             extra_checks,
+            ..Applied::default()
         })
     }
 

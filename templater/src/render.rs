@@ -13,8 +13,8 @@ use serde::Serialize;
 
 use crate::plan::{Plan, ServicePlan};
 
-/// The default templates, built in (the files in `templates/`).
-pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
+/// The built-in templates (the files in `templates/`); the last only in `--dataplane lua`.
+pub const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
     (
         "upstreams.conf.j2",
         include_str!("../../templates/upstreams.conf.j2"),
@@ -23,7 +23,37 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 2] = [
         "vhosts.conf.j2",
         include_str!("../../templates/vhosts.conf.j2"),
     ),
+    (
+        DATAPLANE_TEMPLATE,
+        include_str!("../../templates/dataplane.conf.j2"),
+    ),
 ];
+
+/// The Lua data plane's nginx modules (`templates/lua`), built in and installed into `--lua-dir`
+/// with the config in `--dataplane lua`: nginx runs the modules of the templater that renders
+/// for them. Installed verbatim (each is a template that is one raw block).
+pub const LUA_MODULES: [(&str, &str); 4] = [
+    (
+        "swarmgate/balancer.lua",
+        include_str!("../../templates/lua/swarmgate/balancer.lua"),
+    ),
+    (
+        "swarmgate/control.lua",
+        include_str!("../../templates/lua/swarmgate/control.lua"),
+    ),
+    (
+        "swarmgate/state.lua",
+        include_str!("../../templates/lua/swarmgate/state.lua"),
+    ),
+    (
+        "swarmgate/validate.lua",
+        include_str!("../../templates/lua/swarmgate/validate.lua"),
+    ),
+];
+
+/// The Lua data plane's http-level include (shared dict, state loading, control listener),
+/// rendered beside the others in `--dataplane lua`.
+pub const DATAPLANE_TEMPLATE: &str = "dataplane.conf.j2";
 
 /// One template and where its output goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,12 +82,30 @@ impl TemplateSpec {
     pub fn defaults(dir: &Path) -> Vec<Self> {
         DEFAULT_TEMPLATES
             .iter()
+            .filter(|(name, _)| *name != DATAPLANE_TEMPLATE)
+            .map(|(name, _)| Self::built_in(name, dir))
+            .collect()
+    }
+
+    /// The built-in Lua modules, written into `lua_dir` (`swarmgate/<module>.lua`).
+    pub fn lua_modules(lua_dir: &Path) -> Vec<Self> {
+        LUA_MODULES
+            .iter()
             .map(|(name, _)| TemplateSpec {
                 source: None,
                 name: name.to_string(),
-                dest: dir.join(format!("swarmgate-{}", name.trim_end_matches(".j2"))),
+                dest: lua_dir.join(name),
             })
             .collect()
+    }
+
+    /// The built-in template `name`, written into `dir` as `swarmgate-<name>.conf`.
+    pub fn built_in(name: &str, dir: &Path) -> Self {
+        TemplateSpec {
+            source: None,
+            name: name.to_string(),
+            dest: dir.join(format!("swarmgate-{}", name.trim_end_matches(".j2"))),
+        }
     }
 }
 
@@ -74,16 +122,13 @@ impl Renderer {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         env.set_auto_escape_callback(|_| AutoEscape::Custom("nginx"));
         env.set_formatter(nginx_formatter);
+        env.add_filter("lua_string", lua_string);
         env.set_keep_trailing_newline(true);
         for spec in specs {
             let text = match &spec.source {
                 Some(path) => std::fs::read_to_string(path)
                     .map_err(|e| format!("template {}: {e}", path.display()))?,
-                None => DEFAULT_TEMPLATES
-                    .iter()
-                    .find(|(n, _)| *n == spec.name)
-                    .map(|(_, t)| t.to_string())
-                    .ok_or_else(|| format!("no built-in template {}", spec.name))?,
+                None => built_in(&spec.name)?,
             };
             env.add_template_owned(spec.name.clone(), text)
                 .map_err(|e| format!("template {}: {e:#}", spec.name))?;
@@ -143,6 +188,18 @@ impl Renderer {
     }
 }
 
+/// The text of built-in template `name`; a Lua module is one raw block (printed verbatim).
+fn built_in(name: &str) -> Result<String, String> {
+    if let Some((_, text)) = DEFAULT_TEMPLATES.iter().find(|(n, _)| *n == name) {
+        return Ok(text.to_string());
+    }
+    LUA_MODULES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, text)| format!("{{% raw %}}{text}{{% endraw %}}"))
+        .ok_or_else(|| format!("no built-in template {name}"))
+}
+
 /// Halves `set` until each failing service stands alone.
 fn find_culprits(
     set: &[&ServicePlan],
@@ -170,6 +227,22 @@ pub struct Page {
     pub domain: String,
     pub listen: u16,
     pub listen_tls: u16,
+    /// `reload` or `lua`: which data plane the upstreams are printed for.
+    pub dataplane: &'static str,
+    /// The Lua data plane's settings; `None` in reload mode.
+    pub lua: Option<LuaPage>,
+}
+
+/// What `dataplane.conf.j2` prints (every value checked when the flags were read).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LuaPage {
+    /// The directory holding `swarmgate/*.lua`.
+    pub lua_dir: String,
+    pub state_file: String,
+    /// A unix socket path, or a loopback `IP:PORT`.
+    pub control_socket: String,
+    /// The shared dictionary's size (`16m`).
+    pub dict_size: String,
 }
 
 impl Page {
@@ -181,6 +254,8 @@ impl Page {
             domain: &self.domain,
             listen: self.listen,
             listen_tls: self.listen_tls,
+            dataplane: self.dataplane,
+            lua: self.lua.as_ref(),
         }
     }
 }
@@ -193,6 +268,9 @@ pub struct Context<'a> {
     pub domain: &'a str,
     pub listen: u16,
     pub listen_tls: u16,
+    pub dataplane: &'a str,
+    #[serde(flatten)]
+    pub lua: Option<&'a LuaPage>,
 }
 
 /// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted
@@ -233,6 +311,23 @@ pub fn nginx_token(value: &str) -> Result<String, String> {
         "\"{}\"",
         value.replace('\\', "\\\\").replace('"', "\\\"")
     ))
+}
+
+/// `value` as a Lua string literal, for code in `*_by_lua_block` (the Lua data plane's
+/// templates print names and paths with `|lua_string`): every byte but letters, digits and
+/// `/._-:` becomes a `\ddd` escape, so no value can end the string or add code.
+pub fn lua_string(value: &str) -> Value {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-:".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("\\{b:03}"));
+        }
+    }
+    out.push('"');
+    Value::from_safe_string(out)
 }
 
 #[cfg(test)]

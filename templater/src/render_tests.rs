@@ -106,6 +106,8 @@ fn sample() -> (Plan, Page) {
         domain: opts.domain.clone(),
         listen: 80,
         listen_tls: 443,
+        dataplane: "reload",
+        lua: None,
     };
     (build(&catalog, &settings, &opts, None, &AnyFile), page)
 }
@@ -235,4 +237,38 @@ fn template_errors_name_the_template() {
     assert!(err.contains("broken.j2"), "{err}");
     assert!(TemplateSpec::parse("nocolon").is_err());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_lua_module_is_built_in_and_installed_verbatim() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../templates/lua/swarmgate");
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .expect("templates/lua/swarmgate")
+        .filter_map(|e| e.ok())
+        .map(|e| format!("swarmgate/{}", e.file_name().to_string_lossy()))
+        .filter(|n| n.ends_with(".lua"))
+        .collect();
+    on_disk.sort();
+    let built_in: Vec<String> = LUA_MODULES.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(built_in, on_disk, "LUA_MODULES lists every module");
+    let specs = TemplateSpec::lua_modules(Path::new("/lua"));
+    let r = Renderer::load(&specs).expect("load");
+    let (_, page) = sample();
+    for (dest, bytes) in r.render(&page.context(&[])).expect("render") {
+        let name = dest.strip_prefix("/lua").expect("under --lua-dir");
+        let want = std::fs::read(dir.parent().expect("lua").join(name)).expect("module");
+        assert!(bytes == want, "{} is installed verbatim", name.display());
+    }
+}
+
+#[test]
+fn lua_strings_cannot_end_the_string_or_add_code() {
+    let lua = |s: &str| lua_string(s).to_string();
+    assert_eq!(lua("app"), "\"app\"");
+    assert_eq!(lua("/run/sg/state.json"), "\"/run/sg/state.json\"");
+    assert_eq!(
+        lua("a\" .. os.exit() .. \""),
+        "\"a\\034\\032..\\032os.exit\\040\\041\\032..\\032\\034\""
+    );
+    assert_eq!(lua("x]]\\\n"), "\"x\\093\\093\\092\\010\"");
 }

@@ -306,9 +306,11 @@ fn edge_text(out: &mut String, e: &EdgeReport) {
     };
     let t = &e.status;
     *out += &format!(
-        "edge {} ({}{}): last install {}, last error {}{}\n",
+        "edge {} ({}{}{}): last install {}, last error {}{}\n",
         t.name,
         t.dataplane,
+        t.live_version
+            .map_or_else(String::new, |v| format!(", nginx holds state version {v}")),
         if e.fresh { "" } else { ", gone: no heartbeat" },
         ago(t.last_install_unix),
         t.last_error.as_deref().map_or_else(

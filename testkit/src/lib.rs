@@ -14,6 +14,8 @@
 //! - [`process`]: a daemon under test, its log, and its clean stop.
 //! - [`daemons`]: the registrator and the templater as every suite starts them.
 //! - [`nginx`]: a real nginx on a free port, and busybox httpd backends.
+//! - [`lua_nginx`]: nginx with the Lua modules for the Lua data plane, and its control client.
+//! - [`id_backend`]: in-process backends answering their id (keep-alive, upgrades).
 //! - [`metrics`]: samples from a Prometheus exposition.
 //! - [`http`]: requests through nginx on new connections, tallies, load with failure counts.
 //! - [`report`]: the fault suite's rows (scenario, checked, result, figure).
@@ -26,7 +28,9 @@ pub mod docker;
 pub mod eventually;
 pub mod fake_docker;
 pub mod http;
+pub mod id_backend;
 pub mod lifecycle;
+pub mod lua_nginx;
 pub mod metrics;
 pub mod nginx;
 pub mod ports;
@@ -37,6 +41,8 @@ pub mod report;
 pub use consul::ConsulAgent;
 pub use docker::{serve_until_cue, unique, Container, TestImage};
 pub use eventually::eventually;
+pub use id_backend::IdBackend;
+pub use lua_nginx::LuaNginx;
 pub use nginx::{Backend, NginxServer};
 pub use ports::free_port;
 pub use process::Process;

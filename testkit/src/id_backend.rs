@@ -1,0 +1,117 @@
+//! In-process HTTP backends on free loopback ports, each answering its own id: plain requests
+//! get `<id>` (keep-alive kept), an `Upgrade` request gets `101` and then every line it sends
+//! echoed back as `<id>:<line>`, so a test can hold a long-lived upgraded connection through
+//! nginx. No busybox; stopped (port closed, connections cut) on drop.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// A backend answering `id`; its accept loop and connections end on drop.
+pub struct IdBackend {
+    pub id: String,
+    pub ip: IpAddr,
+    pub port: u16,
+    task: JoinHandle<()>,
+}
+
+impl IdBackend {
+    /// On 127.0.0.1.
+    pub async fn start(id: &str) -> Self {
+        Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), id).await
+    }
+
+    /// On `ip` (e.g. `::1`).
+    pub async fn start_on(ip: IpAddr, id: &str) -> Self {
+        let listener = TcpListener::bind(SocketAddr::new(ip, 0))
+            .await
+            .expect("bind a backend port");
+        let port = listener.local_addr().expect("local addr").port();
+        let owned = id.to_string();
+        let task = tokio::spawn(async move {
+            let mut conns = JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                conns.spawn(serve(stream, owned.clone()));
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        IdBackend {
+            id: id.to_string(),
+            ip,
+            port,
+            task,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
+}
+
+impl Drop for IdBackend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One connection: requests until the client closes; an upgrade turns it into a line echo.
+async fn serve(stream: TcpStream, id: String) {
+    let mut conn = BufReader::new(stream);
+    loop {
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            match conn.read_line(&mut line).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) if line == "\r\n" || line == "\n" => break,
+                Ok(_) => head.push_str(&line),
+            }
+        }
+        let lower = head.to_ascii_lowercase();
+        if lower.contains("\nupgrade:") {
+            let reply = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+            if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                return;
+            }
+            return echo(conn, &id).await;
+        }
+        if let Some(len) = content_length(&lower) {
+            let mut body = vec![0; len];
+            if conn.read_exact(&mut body).await.is_err() {
+                return;
+            }
+        }
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{id}",
+            id.len()
+        );
+        if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn content_length(lower_head: &str) -> Option<usize> {
+    lower_head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The upgraded connection: each line comes back as `<id>:<line>`.
+async fn echo(mut conn: BufReader<TcpStream>, id: &str) {
+    loop {
+        let mut line = String::new();
+        match conn.read_line(&mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let reply = format!("{id}:{line}");
+                if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
