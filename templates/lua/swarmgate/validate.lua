@@ -105,8 +105,9 @@ local function clean_peer(p)
     if not is_int(p.port, 1, 65535) then
         return nil, "port: an integer 1..65535 is required"
     end
-    if not is_int(p.weight, 1, 10000) then
-        return nil, "weight: an integer 1..10000 is required"
+    -- weights.rs gives at most 100 × the other colour's instances (1,024 peers at most).
+    if not is_int(p.weight, 1, 102400) then
+        return nil, "weight: an integer 1..102400 is required"
     end
     if type(p.backup) ~= "boolean" then
         return nil, "backup: a boolean is required"
