@@ -44,6 +44,15 @@ impl NginxServer {
             async move { std::fs::read_to_string(&pid).map(drop) }
         })
         .await;
+        // Its worker too: a test that notes the workers to tell a reload must not note none.
+        eventually(Duration::from_secs(10), "nginx starts its worker", || async {
+            if server.workers().is_empty() {
+                Err("no worker yet")
+            } else {
+                Ok(())
+            }
+        })
+        .await;
         server
     }
 
