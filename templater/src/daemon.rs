@@ -257,8 +257,12 @@ impl Daemon {
             }
             Err(e) => {
                 match &e {
-                    ApplyError::Render(_) => drop(self.metrics.render_errors.inc()),
-                    ApplyError::Check(_) => drop(self.metrics.check_failures.inc()),
+                    ApplyError::Render(_) => {
+                        self.metrics.render_errors.inc();
+                    }
+                    ApplyError::Check(_) => {
+                        self.metrics.check_failures.inc();
+                    }
                     _ => {}
                 }
                 Err(e.to_string())
