@@ -173,7 +173,10 @@ impl Registry {
     fn apply(&mut self, update: Update) {
         let changed = match update {
             Update::Listed(info) => self.desired.listed(&info),
-            Update::Started(info) => self.desired.started(&info),
+            Update::Started(info) => {
+                self.metrics.docker_events.inc();
+                self.desired.started(&info)
+            }
             Update::ListingComplete(running, began) => {
                 self.listed_once = true;
                 self.listing = Some((began, Instant::now()));

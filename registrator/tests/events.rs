@@ -9,7 +9,8 @@ use testkit::{eventually, serve_until_cue, unique, ConsulAgent, Container, TestI
 #[tokio::test]
 async fn start_registers_with_registrator_defaults_and_kv_then_stop_removes_both() {
     let consul = ConsulAgent::start().await;
-    let reg = Registrator::start(&consul, &[]);
+    let port = testkit::free_port();
+    let reg = Registrator::start(&consul, &["--metrics-addr", &format!("127.0.0.1:{port}")]);
     let image = TestImage::tagged(&unique("evtapp"));
     let name = image.0.trim_end_matches(":latest").to_string();
     let c = Container::run("evt", &["-p", "80", "-e", "SERVICE_TAGS=blue", &image.0]);
@@ -30,6 +31,7 @@ async fn start_registers_with_registrator_defaults_and_kv_then_stop_removes_both
     assert_eq!(record["port"], c.host_port("80"));
     assert_eq!(record["container"], c.name.as_str());
     assert_eq!(record["node"], reg.node.as_str());
+    metrics_parse_and_count_the_registration(port).await;
 
     c.stop();
     instances(&consul, &name, 0).await;
@@ -137,4 +139,34 @@ async fn deregister_on_success_keeps_failed_containers_in_maintenance() {
     f.remove();
     instances(&consul, &failing, 0).await;
     drop(ok);
+}
+
+/// /metrics in both formats, each read with a strict parser: the registration is counted and
+/// timed from the container's start event, the listing and its reconcile are timed, and the
+/// old gauge alias is in the Prometheus text only (OpenMetrics cannot carry it).
+async fn metrics_parse_and_count_the_registration(port: u16) {
+    let m = eventually(WAIT, "the listing's reconcile is timed", || async {
+        let m = testkit::metrics::scrape(port).await?;
+        anyhow::ensure!(m.both("registrator_sync_duration_seconds_count")? >= 1.0);
+        Ok(m)
+    })
+    .await;
+    for (name, least) in [
+        ("registrator_registrations_total", 1.0),
+        ("registrator_registration_duration_seconds_count", 1.0),
+        ("registrator_docker_events_total", 1.0),
+        ("registrator_docker_up", 1.0),
+        ("registrator_skipped_services_total", 0.0),
+        ("process_open_fds", 3.0),
+    ] {
+        let v = m.both(name).expect("in both formats");
+        assert!(v >= least, "{name} = {v}, want >= {least}");
+    }
+    let alias = "registrator_skipped_services";
+    assert_eq!(testkit::metrics::sample(&m.text, alias), Some(0.0));
+    assert_eq!(testkit::metrics::sample(&m.openmetrics, alias), None);
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/health"))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
 }

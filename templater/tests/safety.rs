@@ -63,6 +63,31 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
         Ok(())
     })
     .await;
+    // Both formats parse strictly; every pass is counted by outcome and timed by step, and the
+    // live plan shows per service.
+    let m = testkit::metrics::scrape(t.metrics_port)
+        .await
+        .expect("scrape");
+    let at_least = |name: &str, n: f64| {
+        let v = m.both(name).expect("in both formats");
+        assert!(v >= n, "{name} = {v}, want >= {n}");
+    };
+    at_least("templater_passes_total{outcome=\"applied\"}", 2.0);
+    for step in ["render", "install", "check", "reload"] {
+        at_least(&format!("templater_{step}_duration_seconds_count"), 2.0);
+    }
+    at_least("process_cpu_seconds_total", 0.0);
+    at_least("process_resident_memory_bytes", 1e6);
+    let of_svc = format!("{{service=\"{svc}\",color=\"\"}}");
+    assert_eq!(
+        m.both(&format!("templater_service_instances{of_svc}")).ok(),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.both(&format!("templater_service_share_percent{of_svc}"))
+            .ok(),
+        Some(100.0)
+    );
     let generation = nginx.workers();
     assert!(!generation.is_empty(), "nginx runs workers");
 
@@ -98,6 +123,13 @@ async fn template_edits_rerender_and_a_failing_check_keeps_the_live_config() {
     assert!(t.log().contains("this_is_not_a_directive"), "{}", t.log());
     assert_eq!(
         testkit::metrics::sample(&t.metrics().await, "templater_last_pass_failed"),
+        Some(1.0)
+    );
+    let m = testkit::metrics::scrape(t.metrics_port)
+        .await
+        .expect("scrape");
+    assert_eq!(
+        m.both("templater_passes_total{outcome=\"refused\"}").ok(),
         Some(1.0)
     );
     let (_, status) = cli_text(&consul, &["status", &svc]);
