@@ -268,8 +268,11 @@ impl Daemon {
                     ApplyError::Render(_) => {
                         self.metrics.render_errors.inc();
                     }
-                    ApplyError::Check(_) | ApplyError::PushRefused(_) => {
+                    ApplyError::Check(_) => {
                         self.metrics.check_failures.inc();
+                    }
+                    ApplyError::PushRefused(_) | ApplyError::Push(_) => {
+                        self.metrics.push_failures.inc();
                     }
                     _ => {}
                 }
@@ -332,6 +335,8 @@ impl Daemon {
             self.metrics.reloads.inc();
         }
         if applied.pushed {
+            self.metrics
+                .pushed(applied.push_duration, applied.live_version);
             tracing::info!(
                 version = applied.live_version,
                 push_us = applied.push_duration.map(|d| d.as_micros() as u64),

@@ -122,13 +122,24 @@ impl LuaPlane {
             version: self.version + 1,
             services,
         };
-        self.write_file(&doc)?;
+        // The push first (it is what moves traffic), the file after: the file always holds what
+        // nginx took, or, while nginx does not answer, what it must serve when it starts.
         let started = Instant::now();
-        let answered = self.push(doc).await?;
-        applied.pushed = true;
-        applied.push_duration = Some(started.elapsed());
-        applied.live_version = Some(answered);
-        Ok(applied)
+        match self.push(doc.clone()).await {
+            Ok(answered) => {
+                applied.pushed = true;
+                applied.push_duration = Some(started.elapsed());
+                applied.live_version = Some(answered);
+                let held = self.held.clone().expect("a push nginx took is held");
+                self.write_file(&held)?;
+                Ok(applied)
+            }
+            Err(e @ ApplyError::Push(_)) => {
+                self.write_file(&doc)?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Installs `doc` as the state file (all or nothing, like every rendered file).
@@ -156,10 +167,11 @@ impl LuaPlane {
                         "nginx holds a newer state version; pushing above it"
                     );
                     doc.version = held.max(self.version) + 1;
-                    self.write_file(&doc)?;
+                    self.version = doc.version;
                 }
                 Err(e @ ControlError::Refused(_)) => {
-                    self.restore_file();
+                    // Never reused: the next document is numbered above it.
+                    self.version = self.version.max(doc.version);
                     return Err(ApplyError::PushRefused(e.to_string()));
                 }
                 Err(e) => {
@@ -171,17 +183,6 @@ impl LuaPlane {
         Err(ApplyError::Push(
             "nginx answered stale twice; another writer pushes to it".into(),
         ))
-    }
-
-    /// nginx refused the document: the state file goes back to what nginx holds, so that a
-    /// restarted nginx does not load what was refused.
-    fn restore_file(&mut self) {
-        let Some(held) = self.held.clone() else {
-            return;
-        };
-        if let Err(e) = self.write_file(&held) {
-            tracing::warn!(error = %e, "could not put the last good state back in the state file");
-        }
     }
 
     /// Reads back what nginx holds; false when it is not the version last pushed (nginx lost

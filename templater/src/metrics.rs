@@ -10,8 +10,8 @@ use swarmgate_runtime::metrics::{
     FloatGauge, Gauge, Histogram, LabelValueEncoder,
 };
 
-use crate::plan::Plan;
 use crate::dataplane::Timings;
+use crate::plan::Plan;
 
 /// How a pass ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -84,6 +84,11 @@ pub struct Metrics {
     pub install_duration: Histogram,
     pub check_duration: Histogram,
     pub reload_duration: Histogram,
+    /// Lua data plane: state pushes nginx took, how long each took, the version nginx holds.
+    pub pushes: Counter,
+    pub push_failures: Counter,
+    pub push_duration: Histogram,
+    pub dataplane_version: Gauge,
     passes: Family<Outcome, Counter>,
     instances: Family<ServiceColor, Gauge>,
     share: Family<ServiceColor, FloatGauge>,
@@ -152,6 +157,22 @@ impl Default for Metrics {
                 "templater_reload_duration_seconds",
                 "One nginx reload, until nginx took the new config",
             ),
+            pushes: f.counter(
+                "templater_pushes",
+                "State pushes nginx took (Lua data plane): a traffic change without a reload",
+            ),
+            push_failures: f.counter(
+                "templater_push_failures",
+                "State pushes nginx refused or did not answer (Lua data plane; retried)",
+            ),
+            push_duration: f.latency(
+                "templater_push_duration_seconds",
+                "One state push, sent until nginx answered the version it holds",
+            ),
+            dataplane_version: f.gauge(
+                "templater_dataplane_version",
+                "The state version nginx said it holds (Lua data plane; 0 before the first push)",
+            ),
             passes,
             instances: f.add(
                 "templater_service_instances",
@@ -185,6 +206,18 @@ impl Metrics {
         }
         for took in &timings.checks {
             self.check_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts a state push nginx took (Lua data plane) and the version it now holds.
+    pub fn pushed(&self, took: Option<Duration>, version: Option<u64>) {
+        self.pushes.inc();
+        if let Some(took) = took {
+            self.push_duration.observe(took.as_secs_f64());
+        }
+        if let Some(v) = version {
+            self.dataplane_version
+                .set(i64::try_from(v).unwrap_or(i64::MAX));
         }
     }
 

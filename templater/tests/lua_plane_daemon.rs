@@ -239,6 +239,16 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
         reloads_before,
         "templater_reloads_total unchanged"
     );
+    let exposition = t.metrics().await;
+    let pushes = testkit::metrics::sample(&exposition, "templater_pushes_total").unwrap_or(0.0);
+    assert!(pushes >= 20.0, "every flip is a push: {pushes}");
+    let live = testkit::metrics::sample(&exposition, "templater_dataplane_version").unwrap_or(0.0);
+    let held = edge.lua.held_version().await;
+    assert_eq!(
+        Some(live as u64),
+        held,
+        "the version on /metrics is the one nginx holds"
+    );
     let status = ok(&consul, &["status", &svc]).await;
     assert!(
         status.contains("(lua, nginx holds state version"),

@@ -45,13 +45,17 @@ impl NginxServer {
         })
         .await;
         // Its worker too: a test that notes the workers to tell a reload must not note none.
-        eventually(Duration::from_secs(10), "nginx starts its worker", || async {
-            if server.workers().is_empty() {
-                Err("no worker yet")
-            } else {
-                Ok(())
-            }
-        })
+        eventually(
+            Duration::from_secs(10),
+            "nginx starts its worker",
+            || async {
+                if server.workers().is_empty() {
+                    Err("no worker yet")
+                } else {
+                    Ok(())
+                }
+            },
+        )
         .await;
         server
     }
