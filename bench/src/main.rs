@@ -10,6 +10,7 @@ mod process;
 mod registrator;
 mod stats;
 mod templater;
+mod templater_lua;
 
 use clap::{Parser, Subcommand};
 
@@ -55,6 +56,10 @@ async fn main() -> anyhow::Result<()> {
         groups.push((
             "templater",
             templater::run(args.iterations, args.services).await?,
+        ));
+        groups.push((
+            "templater, Lua data plane",
+            templater_lua::run(args.iterations, templater::edge).await?,
         ));
     }
     stats::print_table(&groups);

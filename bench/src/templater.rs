@@ -21,7 +21,7 @@ fn templater(consul: &ConsulAgent, args: &[&str]) -> anyhow::Result<Daemon> {
     spawn("templater", &all)
 }
 
-fn edge(consul: &ConsulAgent, nginx: &NginxServer) -> anyhow::Result<Daemon> {
+pub fn edge(consul: &ConsulAgent, nginx: &NginxServer) -> anyhow::Result<Daemon> {
     edge_checked(consul, nginx, &nginx.check_command())
 }
 
@@ -43,7 +43,7 @@ fn edge_checked(consul: &ConsulAgent, nginx: &NginxServer, check: &str) -> anyho
     )
 }
 
-async fn until_serving(port: u16, host: &str, want: &str) -> anyhow::Result<Instant> {
+pub async fn until_serving(port: u16, host: &str, want: &str) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if get(port, host).await.is_ok_and(|b| b == want) {
@@ -54,7 +54,7 @@ async fn until_serving(port: u16, host: &str, want: &str) -> anyhow::Result<Inst
 }
 
 /// KV write → a blocking query on that key wakes.
-async fn kv_floor(client: &Client, n: usize) -> anyhow::Result<Series> {
+pub async fn kv_floor(client: &Client, n: usize) -> anyhow::Result<Series> {
     let mut s = Series::default();
     let key = unique("floor/kv");
     client.kv_put(&key, b"0").await?;

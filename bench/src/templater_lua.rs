@@ -1,0 +1,238 @@
+//! The Lua data plane's benchmark: KV flip → nginx serving the new colour without a reload,
+//! beside its floor measured in the same run (KV write → blocking-query wake-up, plus a state
+//! push straight to nginx's control socket → serving); and 30 flips under keep-alive load (16
+//! pooled connections), in both data planes, counting failed requests.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use swarmgate_consul::{Client, ServiceRegistration};
+use testkit::{unique, Backend, ConsulAgent, LuaNginx, NginxServer};
+
+use crate::process::{client, spawn, Daemon};
+use crate::stats::{Row, Series};
+use crate::templater::{kv_floor, until_serving};
+
+const HOST: &str = "app.localhost";
+
+fn lua_edge(consul: &ConsulAgent, lua: &LuaNginx) -> anyhow::Result<Daemon> {
+    let nginx = &lua.server;
+    spawn(
+        "templater",
+        &[
+            "--consul",
+            &consul.url(),
+            "run",
+            "--name",
+            &unique("bench-lua-edge"),
+            "--output-dir",
+            &nginx.conf_d().display().to_string(),
+            "--nginx-pid",
+            &nginx.pid_file().display().to_string(),
+            "--nginx-check",
+            &format!(
+                "nginx -t -q -c {} -p {}",
+                nginx.conf().display(),
+                nginx.dir.display()
+            ),
+            "--listen",
+            &nginx.port.to_string(),
+            "--dataplane",
+            "lua",
+            "--state-file",
+            &lua.state_file.display().to_string(),
+            "--control-socket",
+            &lua.control.display().to_string(),
+        ],
+    )
+}
+
+/// KV flips, each timed until nginx serves the new colour.
+pub async fn flips(client: &Client, port: u16, n: usize) -> anyhow::Result<Series> {
+    let mut s = Series::default();
+    for i in 0..n {
+        let want = if i % 2 == 0 { "green" } else { "blue" };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        client.kv_put("deploy/app/active", want.as_bytes()).await?;
+        s.push(until_serving(port, HOST, want).await?.duration_since(t0));
+    }
+    Ok(s)
+}
+
+/// The floor of a push: the state nginx holds with every peer's backup flag swapped (the other
+/// colour active), pushed straight to the control socket, timed until nginx serves it.
+async fn push_floor(lua: &LuaNginx, n: usize) -> anyhow::Result<Series> {
+    let mut s = Series::default();
+    for _ in 0..n {
+        let (_, body) = lua.control("GET", b"").await;
+        let mut doc: serde_json::Value = serde_json::from_str(&body)?;
+        let mut want = String::new();
+        for peer in doc["services"]["app"]["peers"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            let backup = !peer["backup"].as_bool().unwrap_or(false);
+            peer["backup"] = backup.into();
+            if !backup {
+                want = peer["color"].as_str().unwrap_or_default().to_string();
+            }
+        }
+        doc["version"] = (doc["version"].as_u64().unwrap_or(0) + 1).into();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let t0 = Instant::now();
+        let (status, answer) = lua.push(&doc.to_string()).await;
+        anyhow::ensure!(status == 200, "push refused: {answer}");
+        s.push(
+            until_serving(lua.server.port, HOST, &want)
+                .await?
+                .duration_since(t0),
+        );
+    }
+    Ok(s)
+}
+
+/// Requests from `clients` tasks on one pooled (keep-alive) HTTP client until stopped.
+pub struct KeepAliveLoad {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl KeepAliveLoad {
+    pub fn start(port: u16, clients: usize) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .timeout(Duration::from_secs(5))
+            .build()?;
+        let (stop, ok, failed) = Default::default();
+        let mut load = KeepAliveLoad {
+            stop,
+            ok,
+            failed,
+            tasks: Vec::new(),
+        };
+        for _ in 0..clients {
+            let (http, stop) = (http.clone(), load.stop.clone());
+            let (ok, failed) = (load.ok.clone(), load.failed.clone());
+            let url = format!("http://127.0.0.1:{port}/");
+            load.tasks.push(tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let answer = http.get(&url).header("host", HOST).send().await;
+                    let good = match answer {
+                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                        _ => false,
+                    };
+                    let counter = if good { &ok } else { &failed };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        Ok(load)
+    }
+
+    /// Stops and answers (ok, failed).
+    pub async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// 30 KV flips while 16 keep-alive clients send requests: (ok, failed).
+pub async fn flips_under_keepalive(client: &Client, port: u16) -> anyhow::Result<(u64, u64)> {
+    let load = KeepAliveLoad::start(port, 16)?;
+    for i in 0..30 {
+        let want = if i % 2 == 0 { "green" } else { "blue" };
+        client.kv_put("deploy/app/active", want.as_bytes()).await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(load.finish().await)
+}
+
+async fn register_app(c: &Client, blue: &Backend, green: &Backend) -> anyhow::Result<()> {
+    for (id, port, tag) in [("b", blue.port, "blue"), ("g", green.port, "green")] {
+        c.register_service(&ServiceRegistration {
+            id: id.into(),
+            name: "app".into(),
+            address: "127.0.0.1".into(),
+            port,
+            tags: vec![tag.into(), "public".into()],
+            ..Default::default()
+        })
+        .await?;
+    }
+    c.kv_put("deploy/app/active", b"blue").await?;
+    Ok(())
+}
+
+/// Runs the Lua data plane's figures, and the keep-alive figure of the reload plane beside it.
+pub async fn run(
+    iterations: usize,
+    reload_edge: impl Fn(&ConsulAgent, &NginxServer) -> anyhow::Result<Daemon>,
+) -> anyhow::Result<Vec<Row>> {
+    let consul = ConsulAgent::start().await;
+    let c = client(&consul)?;
+    let (blue, green) = (Backend::start("blue"), Backend::start("green"));
+    register_app(&c, &blue, &green).await?;
+    let kv = kv_floor(&c, iterations).await?;
+
+    let reload_keepalive = {
+        let nginx = NginxServer::start().await;
+        let _edge = reload_edge(&consul, &nginx)?;
+        until_serving(nginx.port, HOST, "blue").await?;
+        flips_under_keepalive(&c, nginx.port).await?
+    };
+    c.kv_put("deploy/app/active", b"blue").await?;
+
+    let lua = LuaNginx::prepare(2);
+    lua.start().await;
+    let edge = lua_edge(&consul, &lua)?;
+    until_serving(lua.server.port, HOST, "blue").await?;
+    let workers = lua.server.workers();
+    let flip = flips(&c, lua.server.port, iterations).await?;
+    let lua_keepalive = flips_under_keepalive(&c, lua.server.port).await?;
+    let reloaded = lua.server.workers() != workers;
+    drop(edge);
+    let push = push_floor(&lua, iterations).await?;
+    let mut floor = Series::default();
+    for (a, b) in kv.samples.iter().zip(push.samples.iter()) {
+        floor.push_ms(a + b);
+    }
+    let failed = |(ok, failed): (u64, u64), plane: &str| {
+        Row::single(
+            &format!(
+                "{plane}: 30 flips under keep-alive load, failed of {} requests (16 connections)",
+                ok + failed
+            ),
+            failed as f64,
+            "req",
+            "0",
+        )
+    };
+    Ok(vec![
+        Row::timing("floor: state push → nginx serving (Lua)", &push, "—", None),
+        Row::timing(
+            "Lua data plane: KV flip → nginx serving the new colour, no reload",
+            &flip,
+            "≤ 2× floor",
+            Some(("KV wake + push", &floor)),
+        ),
+        Row::single(
+            "Lua data plane: nginx reloads during those flips",
+            f64::from(u8::from(reloaded)),
+            "",
+            "0",
+        ),
+        failed(reload_keepalive, "reload data plane"),
+        failed(lua_keepalive, "Lua data plane"),
+    ])
+}
