@@ -1,7 +1,8 @@
 //! The Lua data plane end to end: the real `templater run --dataplane lua`, a real Consul, a
 //! real nginx with the Lua module. Flips and canary changes reach nginx without a reload (same
 //! workers, `templater_reloads_total` unchanged) with exact shares; keep-alive clients see no
-//! failure across 30 flips; a new service renders and reloads once; nginx keeps serving with
+//! failure across 30 flips, canary changes, scaling and a failing check, and an upgraded
+//! connection outlives them all; a new service renders and reloads once; nginx keeps serving with
 //! the templater killed, and a restarted nginx serves the state file before any push;
 //! `--wait-live` returns once nginx holds the version. Push latency is printed (`--nocapture`).
 
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use testkit::id_backend::IdBackend;
 use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// An nginx with the Lua modules and the templater's Lua data-plane paths.
 struct LuaEdge {
@@ -256,84 +259,201 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
     );
 }
 
+/// Registers an in-process backend answering `color` (and echoing on an upgraded connection).
+async fn id_instance(
+    consul: &ConsulAgent,
+    service: &str,
+    color: &str,
+    i: usize,
+) -> (String, String, IdBackend) {
+    let b = IdBackend::start(color).await;
+    let id = format!("{service}-{color}-{i}");
+    let check = register(consul, &id, service, b.port, &[color, "public"], "passing").await;
+    (id, check, b)
+}
+
+/// Requests from `n` clients, each on one connection kept alive, until stopped.
+struct KeepAliveClients {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    served: Arc<AtomicU64>,
+    clients: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl KeepAliveClients {
+    fn start(nginx: &NginxServer, host: &str, n: usize) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let url = format!("http://127.0.0.1:{}/", nginx.port);
+        let clients = (0..n)
+            .map(|_| {
+                let (stop, served, url, host) =
+                    (stop.clone(), served.clone(), url.clone(), host.to_string());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .pool_max_idle_per_host(1)
+                        .no_proxy()
+                        .build()
+                        .expect("client");
+                    let mut errors = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = http.get(&url).header("host", &host).send().await;
+                        let outcome = match r {
+                            Ok(resp) if resp.status() == 200 => {
+                                resp.text().await.map(drop).map_err(|e| e.to_string())
+                            }
+                            Ok(resp) => Err(format!("status {}", resp.status())),
+                            Err(e) => Err(e.to_string()),
+                        };
+                        match outcome {
+                            Ok(()) => drop(served.fetch_add(1, Ordering::Relaxed)),
+                            Err(e) => errors.push(e),
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        KeepAliveClients {
+            stop,
+            served,
+            clients,
+        }
+    }
+
+    /// Stops them; answers the requests served and the failures.
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut errors = Vec::new();
+        for c in self.clients {
+            errors.extend(c.await.expect("client task"));
+        }
+        (self.served.load(Ordering::Relaxed), errors)
+    }
+}
+
+/// A WebSocket-style upgraded connection through nginx: each line sent comes back prefixed by
+/// the backend's answer text.
+async fn upgraded(nginx: &NginxServer, host: &str) -> BufReader<tokio::net::TcpStream> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", nginx.port))
+        .await
+        .expect("connect");
+    let mut ws = BufReader::new(stream);
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    );
+    ws.get_mut()
+        .write_all(request.as_bytes())
+        .await
+        .expect("upgrade request");
+    let mut line = String::new();
+    ws.read_line(&mut line).await.expect("status line");
+    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        ws.read_line(&mut line).await.expect("header");
+    }
+    ws
+}
+
+async fn echo(ws: &mut BufReader<tokio::net::TcpStream>, text: &str) -> String {
+    ws.get_mut()
+        .write_all(format!("{text}\n").as_bytes())
+        .await
+        .expect("send on the upgraded connection");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), ws.read_line(&mut line))
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+    line.trim_end().to_string()
+}
+
+/// Waits until the state nginx holds has `n` peers for `service`.
+async fn peers_become(edge: &LuaEdge, service: &str, n: usize) {
+    eventually(WAIT, "nginx's state has the peers", || async {
+        let (_, body) = edge.lua.control("GET", b"").await;
+        let doc: serde_json::Value = serde_json::from_str(&body)?;
+        let peers = doc["services"][service]["peers"]
+            .as_array()
+            .map_or(0, Vec::len);
+        anyhow::ensure!(peers == n, "{peers} peers: {body}");
+        Ok(())
+    })
+    .await;
+}
+
+/// Every kind of traffic change while keep-alive clients run: 30 flips, canary changes, scale
+/// up and down, an instance failing its check. Not one request fails, nginx never reloads, and
+/// an upgraded connection opened before them all still answers after them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_clients_see_no_failure_across_30_flips() {
+async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_nothing() {
     let consul = ConsulAgent::start().await;
     let edge = LuaEdge::start().await;
     let svc = unique("ka");
     let host = format!("{svc}.localhost");
-    let _blue = instances(&consul, &svc, "blue", 2).await;
-    let _green = instances(&consul, &svc, "green", 2).await;
-    let _t = edge.templater(&consul);
+    let mut blue = Vec::new();
+    let mut green = Vec::new();
+    for i in 0..2 {
+        blue.push(id_instance(&consul, &svc, "blue", i).await);
+        green.push(id_instance(&consul, &svc, "green", i).await);
+    }
+    let t = edge.templater(&consul);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "blue", 10).await;
-    let workers = edge.nginx().workers();
+    let (workers, reloads_before) = (edge.nginx().workers(), reloads(&t).await);
+    let mut ws = upgraded(edge.nginx(), &host).await;
+    assert_eq!(echo(&mut ws, "before").await, "blue:before");
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (served, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let url = format!("http://127.0.0.1:{}/", edge.nginx().port);
-    let clients: Vec<_> = (0..8)
-        .map(|_| {
-            let (stop, served, failed, url, host) = (
-                stop.clone(),
-                served.clone(),
-                failed.clone(),
-                url.clone(),
-                host.clone(),
-            );
-            tokio::spawn(async move {
-                // One connection per client, kept alive across the flips.
-                let http = reqwest::Client::builder()
-                    .pool_max_idle_per_host(1)
-                    .no_proxy()
-                    .build()
-                    .expect("client");
-                let mut errors = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let r = http.get(&url).header("host", &host).send().await;
-                    let outcome = match r {
-                        Ok(resp) if resp.status() == 200 => {
-                            resp.text().await.map(drop).map_err(|e| e.to_string())
-                        }
-                        Ok(resp) => Err(format!("status {}", resp.status())),
-                        Err(e) => Err(e.to_string()),
-                    };
-                    match outcome {
-                        Ok(()) => {
-                            served.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            errors.push(e);
-                        }
-                    }
-                }
-                errors
-            })
-        })
-        .collect();
+    let load = KeepAliveClients::start(edge.nginx(), &host, 8);
     for i in 0..30 {
         let color = if i % 2 == 0 { "green" } else { "blue" };
         ok(&consul, &["flip", &svc, color, "--wait-live", "20"]).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut errors = Vec::new();
-    for c in clients {
-        errors.extend(c.await.expect("client task"));
+    for percent in ["10", "50", "0"] {
+        ok(&consul, &["canary", &svc, percent, "--wait-live", "20"]).await;
     }
-    let (served, failed) = (
-        served.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-    );
+    // Scale up: a third blue instance serves; scale down: one goes.
+    blue.push(id_instance(&consul, &svc, "blue", 2).await);
+    peers_become(&edge, &svc, 5).await;
+    let (gone, _, _) = green.pop().expect("a green instance");
+    consul
+        .put_json(
+            &format!("/v1/agent/service/deregister/{gone}"),
+            &serde_json::json!({}),
+        )
+        .await
+        .expect("deregister");
+    peers_become(&edge, &svc, 4).await;
+    // An instance failing its check leaves rotation.
+    let (_, failing, _) = &blue[0];
+    set_check(&consul, failing, "critical").await;
+    peers_become(&edge, &svc, 3).await;
+    let (served, errors) = load.finish().await;
+
     println!(
-        "lua data plane: 30 flips under 8 keep-alive clients: {served} served, {failed} failed"
+        "lua data plane: 30 flips, 3 canary changes, scale up and down, a failing check under 8 keep-alive clients: {served} served, {} failed",
+        errors.len()
     );
-    assert_eq!(failed, 0, "failures: {:?}", &errors[..errors.len().min(5)]);
+    assert!(
+        errors.is_empty(),
+        "failures: {:?}",
+        &errors[..errors.len().min(5)]
+    );
     assert!(served > 100, "the clients ran: {served}");
     assert_eq!(
         edge.nginx().workers(),
         workers,
-        "no reload across the flips"
+        "no reload across the changes"
+    );
+    assert_eq!(
+        reloads(&t).await,
+        reloads_before,
+        "templater_reloads_total unchanged"
+    );
+    assert_eq!(
+        echo(&mut ws, "after").await,
+        "blue:after",
+        "the upgraded connection is still open"
     );
 }
 
