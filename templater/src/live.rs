@@ -191,7 +191,7 @@ pub(crate) mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].service, "app");
         assert_eq!(
-            events[0].from.as_ref().unwrap().active.as_deref(),
+            events[0].from.as_ref().expect("present").active.as_deref(),
             Some("blue")
         );
         assert_eq!(events[0].to.active.as_deref(), Some("green"));
@@ -223,7 +223,7 @@ pub(crate) mod tests {
     #[test]
     fn an_excluded_service_is_no_deploy() {
         let mut after = plan(&[("app", Some("green"), 0)]);
-        after.services.get_mut("app").unwrap().excluded = Some("bad".into());
+        after.services.get_mut("app").expect("present").excluded = Some("bad".into());
         assert!(deploys(&Plan::default(), &after, 1).is_empty());
     }
 }

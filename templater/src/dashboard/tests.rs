@@ -98,12 +98,12 @@ fn the_state_has_each_colour_share_and_instance_as_the_plan_says() {
     assert!(out
         .left_out
         .as_deref()
-        .unwrap()
+        .expect("present")
         .starts_with("invalid: bad port"));
     assert!(s.edge.consul_up);
     assert_eq!(s.edge.services_served, 1);
     assert_eq!(s.history.len(), 1);
-    let json = serde_json::to_value(&s).unwrap();
+    let json = serde_json::to_value(&s).expect("present");
     assert_eq!(json["services"][0]["colors"][1]["share"], 10.0);
     assert_eq!(json["edge"]["name"], "edge-1");
 }
