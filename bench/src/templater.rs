@@ -310,14 +310,8 @@ async fn large(services: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-/// Runs every templater figure.
-pub async fn run(iterations: usize, services: usize) -> anyhow::Result<Vec<Row>> {
-    let consul = ConsulAgent::start().await;
-    let c = client(&consul)?;
-    let (blue, green) = (Backend::start("blue"), Backend::start("green"));
-    let kv = kv_floor(&c, iterations).await?;
-    let reload = reload_floor(&blue, &green, iterations).await?;
-    let nginx = NginxServer::start().await;
+/// Registers service `app` with one blue and one green instance, blue active.
+pub async fn register_app(c: &Client, blue: &Backend, green: &Backend) -> anyhow::Result<()> {
     for (id, port, tag) in [("b", blue.port, "blue"), ("g", green.port, "green")] {
         c.register_service(&ServiceRegistration {
             id: id.into(),
@@ -330,6 +324,18 @@ pub async fn run(iterations: usize, services: usize) -> anyhow::Result<Vec<Row>>
         .await?;
     }
     c.kv_put("deploy/app/active", b"blue").await?;
+    Ok(())
+}
+
+/// Runs every templater figure.
+pub async fn run(iterations: usize, services: usize) -> anyhow::Result<Vec<Row>> {
+    let consul = ConsulAgent::start().await;
+    let c = client(&consul)?;
+    let (blue, green) = (Backend::start("blue"), Backend::start("green"));
+    let kv = kv_floor(&c, iterations).await?;
+    let reload = reload_floor(&blue, &green, iterations).await?;
+    let nginx = NginxServer::start().await;
+    register_app(&c, &blue, &green).await?;
     let _edge = edge(&consul, &nginx)?;
     until_serving(nginx.port, "app.localhost", "blue").await?;
     let flip = flips(&c, &nginx, "app.localhost", iterations).await?;

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmgate_consul::{Client, ServiceRegistration};
+use swarmgate_consul::Client;
 use testkit::{unique, Backend, ConsulAgent, LuaNginx, NginxServer};
 
 use crate::process::{client, spawn, Daemon};
 use crate::stats::{Row, Series};
-use crate::templater::{kv_floor, until_serving};
+use crate::templater::{kv_floor, register_app, until_serving};
 
 const HOST: &str = "app.localhost";
 
@@ -156,22 +156,6 @@ pub async fn flips_under_keepalive(client: &Client, port: u16) -> anyhow::Result
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     Ok(load.finish().await)
-}
-
-async fn register_app(c: &Client, blue: &Backend, green: &Backend) -> anyhow::Result<()> {
-    for (id, port, tag) in [("b", blue.port, "blue"), ("g", green.port, "green")] {
-        c.register_service(&ServiceRegistration {
-            id: id.into(),
-            name: "app".into(),
-            address: "127.0.0.1".into(),
-            port,
-            tags: vec![tag.into(), "public".into()],
-            ..Default::default()
-        })
-        .await?;
-    }
-    c.kv_put("deploy/app/active", b"blue").await?;
-    Ok(())
 }
 
 /// Runs the Lua data plane's figures, and the keep-alive figure of the reload plane beside it.

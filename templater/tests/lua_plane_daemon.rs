@@ -14,9 +14,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use testkit::id_backend::IdBackend;
+use testkit::id_backend::{IdBackend, Upgraded};
 use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// An nginx with the Lua modules and the templater's Lua data-plane paths.
 struct LuaEdge {
@@ -331,43 +330,6 @@ impl KeepAliveClients {
     }
 }
 
-/// A WebSocket-style upgraded connection through nginx: each line sent comes back prefixed by
-/// the backend's answer text.
-async fn upgraded(nginx: &NginxServer, host: &str) -> BufReader<tokio::net::TcpStream> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", nginx.port))
-        .await
-        .expect("connect");
-    let mut ws = BufReader::new(stream);
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
-    );
-    ws.get_mut()
-        .write_all(request.as_bytes())
-        .await
-        .expect("upgrade request");
-    let mut line = String::new();
-    ws.read_line(&mut line).await.expect("status line");
-    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
-    while line != "\r\n" {
-        line.clear();
-        ws.read_line(&mut line).await.expect("header");
-    }
-    ws
-}
-
-async fn echo(ws: &mut BufReader<tokio::net::TcpStream>, text: &str) -> String {
-    ws.get_mut()
-        .write_all(format!("{text}\n").as_bytes())
-        .await
-        .expect("send on the upgraded connection");
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(5), ws.read_line(&mut line))
-        .await
-        .expect("an answer within 5 s")
-        .expect("read");
-    line.trim_end().to_string()
-}
-
 /// Waits until the state nginx holds has `n` peers for `service`.
 async fn peers_become(edge: &LuaEdge, service: &str, n: usize) {
     eventually(WAIT, "nginx's state has the peers", || async {
@@ -401,8 +363,8 @@ async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_no
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "blue", 10).await;
     let (workers, reloads_before) = (edge.nginx().workers(), reloads(&t).await);
-    let mut ws = upgraded(edge.nginx(), &host).await;
-    assert_eq!(echo(&mut ws, "before").await, "blue:before");
+    let mut ws = Upgraded::open(edge.nginx().port, &host).await;
+    assert_eq!(ws.echo("before").await, "blue:before");
 
     let load = KeepAliveClients::start(edge.nginx(), &host, 8);
     for i in 0..30 {
@@ -451,7 +413,7 @@ async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_no
         "templater_reloads_total unchanged"
     );
     assert_eq!(
-        echo(&mut ws, "after").await,
+        ws.echo("after").await,
         "blue:after",
         "the upgraded connection is still open"
     );

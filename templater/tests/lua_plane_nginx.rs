@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lua_plane::*;
-use testkit::IdBackend;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use testkit::id_backend::{IdBackend, Upgraded};
 
 #[tokio::test]
 async fn a_push_moves_the_next_request_without_a_reload() {
@@ -110,22 +109,8 @@ async fn an_upgraded_connection_outlives_10_pushes() {
         IdBackend::start("green-1").await,
     );
     let p = plane(2, Some(&doc(1, &[peer(&blue.id, blue.port, 1, false)]))).await;
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", p.port))
-        .await
-        .expect("connect");
-    let mut ws = BufReader::new(stream);
-    ws.get_mut()
-        .write_all(format!("GET /ws HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n").as_bytes())
-        .await
-        .expect("upgrade request");
-    let mut line = String::new();
-    ws.read_line(&mut line).await.expect("status line");
-    assert!(line.starts_with("HTTP/1.1 101"), "{line}");
-    while line != "\r\n" {
-        line.clear();
-        ws.read_line(&mut line).await.expect("header");
-    }
-    assert_eq!(echo(&mut ws, "before").await, "blue-1:before");
+    let mut ws = Upgraded::open(p.port, HOST).await;
+    assert_eq!(ws.echo("before").await, "blue-1:before");
     for v in 2..=11u64 {
         let to = if v % 2 == 0 { &green } else { &blue };
         p.push_ok(&doc(v, &[peer(&to.id, to.port, 1, false)])).await;
@@ -134,20 +119,7 @@ async fn an_upgraded_connection_outlives_10_pushes() {
     p.push_ok(&doc(12, &[peer(&green.id, green.port, 1, false)]))
         .await;
     assert_eq!(get(&p.client(), &p.url()).await.as_deref(), Ok("green-1"));
-    assert_eq!(echo(&mut ws, "after").await, "blue-1:after", "still open");
-}
-
-async fn echo(ws: &mut BufReader<tokio::net::TcpStream>, text: &str) -> String {
-    ws.get_mut()
-        .write_all(format!("{text}\n").as_bytes())
-        .await
-        .expect("send on the upgraded connection");
-    let mut line = String::new();
-    tokio::time::timeout(Duration::from_secs(5), ws.read_line(&mut line))
-        .await
-        .expect("an answer within 5 s")
-        .expect("read");
-    line.trim_end().to_string()
+    assert_eq!(ws.echo("after").await, "blue-1:after", "still open");
 }
 
 #[tokio::test]

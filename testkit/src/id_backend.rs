@@ -115,3 +115,50 @@ async fn echo(mut conn: BufReader<TcpStream>, id: &str) {
         }
     }
 }
+
+/// A client's upgraded (WebSocket-style) connection through a proxy to an [`IdBackend`].
+pub struct Upgraded(BufReader<TcpStream>);
+
+impl Upgraded {
+    /// Sends `GET /ws` with `Upgrade: websocket` for virtual host `host` to 127.0.0.1:`port` and
+    /// reads the `101` answer's head.
+    pub async fn open(port: u16, host: &str) -> Upgraded {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let mut ws = BufReader::new(stream);
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+        );
+        ws.get_mut()
+            .write_all(request.as_bytes())
+            .await
+            .expect("upgrade request");
+        let mut line = String::new();
+        ws.read_line(&mut line).await.expect("status line");
+        assert!(line.starts_with("HTTP/1.1 101"), "{line}");
+        while line != "\r\n" {
+            line.clear();
+            ws.read_line(&mut line).await.expect("header");
+        }
+        Upgraded(ws)
+    }
+
+    /// Sends `text` as a line; answers the line that comes back (`<id>:<text>`), within 5 s.
+    pub async fn echo(&mut self, text: &str) -> String {
+        self.0
+            .get_mut()
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .expect("send on the upgraded connection");
+        let mut line = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.0.read_line(&mut line),
+        )
+        .await
+        .expect("an answer within 5 s")
+        .expect("read");
+        line.trim_end().to_string()
+    }
+}
