@@ -26,21 +26,36 @@ pub fn edge(consul: &ConsulAgent, nginx: &NginxServer) -> anyhow::Result<Daemon>
 }
 
 fn edge_checked(consul: &ConsulAgent, nginx: &NginxServer, check: &str) -> anyhow::Result<Daemon> {
-    templater(
-        consul,
-        &[
-            "--name",
-            &unique("bench-edge"),
-            "--output-dir",
-            &nginx.conf_d().display().to_string(),
-            "--nginx-pid",
-            &nginx.pid_file().display().to_string(),
-            "--nginx-check",
-            check,
-            "--listen",
-            &nginx.port.to_string(),
-        ],
-    )
+    edge_with(consul, nginx, check, &[])
+}
+
+/// `templater run` for `nginx`, checked with `check`, with `extra` flags.
+pub fn edge_with(
+    consul: &ConsulAgent,
+    nginx: &NginxServer,
+    check: &str,
+    extra: &[&str],
+) -> anyhow::Result<Daemon> {
+    let (name, dir, pid, port) = (
+        unique("bench-edge"),
+        nginx.conf_d().display().to_string(),
+        nginx.pid_file().display().to_string(),
+        nginx.port.to_string(),
+    );
+    let mut args = vec![
+        "--name",
+        &name,
+        "--output-dir",
+        &dir,
+        "--nginx-pid",
+        &pid,
+        "--nginx-check",
+        check,
+        "--listen",
+        &port,
+    ];
+    args.extend_from_slice(extra);
+    templater(consul, &args)
 }
 
 pub async fn until_serving(port: u16, host: &str, want: &str) -> anyhow::Result<Instant> {

@@ -8,42 +8,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmgate_consul::Client;
-use testkit::{unique, Backend, ConsulAgent, LuaNginx, NginxServer};
+use testkit::{Backend, ConsulAgent, LuaNginx, NginxServer};
 
-use crate::process::{client, spawn, Daemon};
+use crate::process::{client, Daemon};
 use crate::stats::{Row, Series};
-use crate::templater::{kv_floor, register_app, until_serving};
+use crate::templater::{edge_with, kv_floor, register_app, until_serving};
 
 const HOST: &str = "app.localhost";
 
 fn lua_edge(consul: &ConsulAgent, lua: &LuaNginx) -> anyhow::Result<Daemon> {
-    let nginx = &lua.server;
-    spawn(
-        "templater",
+    let (state, control) = (
+        lua.state_file.display().to_string(),
+        lua.control.display().to_string(),
+    );
+    edge_with(
+        consul,
+        &lua.server,
+        &lua.server.check_command(),
         &[
-            "--consul",
-            &consul.url(),
-            "run",
-            "--name",
-            &unique("bench-lua-edge"),
-            "--output-dir",
-            &nginx.conf_d().display().to_string(),
-            "--nginx-pid",
-            &nginx.pid_file().display().to_string(),
-            "--nginx-check",
-            &format!(
-                "nginx -t -q -c {} -p {}",
-                nginx.conf().display(),
-                nginx.dir.display()
-            ),
-            "--listen",
-            &nginx.port.to_string(),
             "--dataplane",
             "lua",
             "--state-file",
-            &lua.state_file.display().to_string(),
+            &state,
             "--control-socket",
-            &lua.control.display().to_string(),
+            &control,
         ],
     )
 }
