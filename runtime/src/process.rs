@@ -90,8 +90,10 @@ fn open_fds() -> Option<f64> {
 
 fn cpu_seconds() -> Option<f64> {
     let usage = getrusage(UsageWho::RUSAGE_SELF).ok()?;
-    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
-    Some(secs(usage.user_time()) + secs(usage.system_time()))
+    // Summed in whole microseconds, so that the figure prints as `0.232841`, not with a
+    // float sum's tail.
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() * 1_000_000 + t.tv_usec();
+    Some((micros(usage.user_time()) + micros(usage.system_time())) as f64 / 1e6)
 }
 
 /// Boot time (`btime` in `/proc/stat`) plus the process's start in clock ticks after boot
