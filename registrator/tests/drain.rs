@@ -57,7 +57,8 @@ async fn never_back_while_running(
 #[tokio::test]
 async fn stopping_containers_stay_out_through_resyncs_and_a_restart_brings_one_back() {
     let consul = ConsulAgent::start().await;
-    let _reg = Registrator::start(&consul, &["-resync", "1"]);
+    let api = format!("127.0.0.1:{}", testkit::free_port());
+    let _reg = Registrator::start(&consul, &["-resync", "1", "--metrics-addr", &api]);
     let name = unique("draining");
     let all: Vec<Container> = (0..3).map(|i| draining(&format!("dr{i}"), &name)).collect();
     instances(&consul, &name, 3).await;
@@ -67,6 +68,39 @@ async fn stopping_containers_stay_out_through_resyncs_and_a_restart_brings_one_b
         .collect();
     instances(&consul, &name, 1).await;
     let stopping = [&all[0], &all[1]];
+    // `/api/state` says which containers are stopping, from the registry's own bookkeeping.
+    let state: serde_json::Value = reqwest::get(format!("http://{api}/api/state"))
+        .await
+        .expect("GET /api/state")
+        .json()
+        .await
+        .expect("JSON");
+    let listed = |key: &str| -> Vec<(String, String)> {
+        state[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().to_string(),
+                    c["phase"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    for c in stopping {
+        assert!(
+            listed("stopping").contains(&(c.name.clone(), "stopping".into())),
+            "{} not stopping in {state}",
+            c.name
+        );
+    }
+    assert!(
+        listed("containers").contains(&(all[2].name.clone(), "running".into())),
+        "{state}"
+    );
+    assert_eq!(state["docker_up"], true, "{state}");
+    assert!(state["last_sync_unix"].as_u64().is_some(), "{state}");
     let ran = never_back_while_running_one_left(&consul, &name, &stopping).await;
     assert!(
         ran >= Duration::from_secs(3),
