@@ -10,8 +10,8 @@ use swarmgate_runtime::metrics::{
     FloatGauge, Gauge, Histogram, LabelValueEncoder,
 };
 
-use crate::plan::Plan;
 use crate::dataplane::Timings;
+use crate::plan::Plan;
 
 /// How a pass ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]

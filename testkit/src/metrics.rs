@@ -1,5 +1,12 @@
-//! Reading a Prometheus exposition the way a scraper does: sample lines only (never `# HELP`
-//! text, which can contain a metric's name followed by anything).
+//! Reading a Prometheus exposition the way a scraper does: fetched from `/metrics`, sample lines
+//! only (never `# HELP` text, which can contain a metric's name followed by anything).
+
+/// The `/metrics` text served on `127.0.0.1:port`.
+pub async fn scrape(port: u16) -> anyhow::Result<String> {
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let resp = reqwest::get(url).await?.error_for_status()?;
+    Ok(resp.text().await?)
+}
 
 /// The value of the unlabelled sample `name`, if the exposition has one.
 pub fn sample(exposition: &str, name: &str) -> Option<f64> {
