@@ -21,7 +21,7 @@ use testkit::report::secs;
 async fn swarm_layout_survives_losing_the_consul_leader() {
     let row = testkit::report::Row::start(
         "3-server Consul cluster: leader SIGKILLed while containers start and stop",
-        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's config; a flip goes through on two servers; the old leader rejoins and agrees",
+        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's state (Lua data plane); then the reload data plane serves and flips; a flip goes through on two servers; the old leader rejoins and agrees",
     );
     let mut layout = SwarmLayout::up(ComposeTool::V2, 2).await;
     let consul = layout.agent_consul();
