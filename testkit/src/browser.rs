@@ -53,7 +53,7 @@ impl Browser {
             ws: connect_page(port, url).await?,
             next_id: 0,
         };
-        browser.wait_loaded().await?;
+        browser.wait_loaded(url).await?;
         Ok(browser)
     }
 
@@ -86,9 +86,16 @@ impl Browser {
         Ok(v.as_str().unwrap_or_default().to_string())
     }
 
-    async fn wait_loaded(&mut self) -> anyhow::Result<()> {
+    /// Waits until the document of `url` has loaded. DevTools lists the page with its URL as soon
+    /// as the navigation starts, while the initial empty document (also "complete") is still the
+    /// one JavaScript runs in: what is set in that one is gone once `url` replaces it.
+    async fn wait_loaded(&mut self, url: &str) -> anyhow::Result<()> {
+        let loaded = format!(
+            "location.href.startsWith({}) && document.readyState === 'complete'",
+            serde_json::to_string(url)?
+        );
         for _ in 0..200 {
-            if self.eval("document.readyState").await? == "complete" {
+            if self.eval(&loaded).await? == true {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

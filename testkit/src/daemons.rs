@@ -90,11 +90,10 @@ pub fn templater(
 impl TemplaterDaemon {
     /// Its `/metrics` text; empty while the endpoint does not answer (yet).
     pub async fn metrics(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        match reqwest::get(url).await {
-            Ok(resp) => resp.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        crate::metrics::scrape(self.metrics_port)
+            .await
+            .map(|m| m.text)
+            .unwrap_or_default()
     }
 }
 

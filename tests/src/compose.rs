@@ -37,7 +37,8 @@ pub struct Project {
     tool: ComposeTool,
     /// The compose project name.
     pub name: String,
-    file: PathBuf,
+    /// The compose file, then the overlays on it (`-f` each, in order).
+    files: Vec<PathBuf>,
     env: Vec<(String, String)>,
 }
 
@@ -45,14 +46,20 @@ impl Project {
     /// A project for `compose/<file>` (not started), with our images' tag and `env`.
     pub fn new(tool: ComposeTool, file: &str, prefix: &str, env: &[(&str, String)]) -> Self {
         images::ensure();
-        let mut all = vec![("SWARMGATE_TAG".to_string(), images::TAG.to_string())];
+        let mut all = vec![("SWARMGATE_TAG".to_string(), images::tag().to_string())];
         all.extend(env.iter().map(|(k, v)| (k.to_string(), v.clone())));
         Project {
             tool,
             name: unique(prefix),
-            file: workspace_root().join("compose").join(file),
+            files: vec![workspace_root().join("compose").join(file)],
             env: all,
         }
+    }
+
+    /// Adds the overlay `compose/<file>` (a compose file merged over the others) to every later
+    /// command.
+    pub fn overlay(&mut self, file: &str) {
+        self.files.push(workspace_root().join("compose").join(file));
     }
 
     /// Runs the compose tool with `args`; its output, or a panic with it.
@@ -73,13 +80,13 @@ impl Project {
     /// Runs the compose tool with `args`, whatever the outcome.
     pub fn try_compose(&self, args: &[&str]) -> Output {
         let mut c = self.tool.command();
-        c.current_dir(self.file.parent().expect("compose dir"))
+        c.current_dir(self.files[0].parent().expect("compose dir"))
             .arg("-p")
-            .arg(&self.name)
-            .arg("-f")
-            .arg(&self.file)
-            .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)));
+            .arg(&self.name);
+        for file in &self.files {
+            c.arg("-f").arg(file);
+        }
+        c.args(args).envs(self.env.iter().map(|(k, v)| (k, v)));
         c.output().expect("run compose")
     }
 
@@ -202,6 +209,19 @@ impl Stack {
     /// The instances of Consul service `name`, passing ones only when `passing`.
     pub async fn instances(&self, name: &str, passing: bool) -> anyhow::Result<Vec<ServiceEntry>> {
         instances(&self.consul, name, passing).await
+    }
+
+    /// The edge templater's `templater_reloads_total` (nginx reloads it made), from `/metrics`.
+    pub async fn reloads(&self) -> f64 {
+        testkit::metrics::scrape(self.dashboard_port)
+            .await
+            .and_then(|m| m.both("templater_reloads_total"))
+            .expect("templater_reloads_total on the edge templater's /metrics")
+    }
+
+    /// The file `path` in the edge's nginx container.
+    pub fn edge_file(&self, path: &str) -> String {
+        self.compose(&["exec", "-T", "nginx", "cat", path])
     }
 }
 

@@ -77,7 +77,7 @@ impl SwarmLayout {
                     &format!("sg-swarm-{color}"),
                     &[
                         ("COLOR", color.to_string()),
-                        ("APP_IMAGE", format!("swarmgate/demo-app:{}", images::TAG)),
+                        ("APP_IMAGE", format!("swarmgate/demo-app:{}", images::tag())),
                     ],
                 );
                 p.compose(&["up", "-d", "--scale", &format!("app={replicas}")]);

@@ -1,7 +1,8 @@
-//! The single-host demo stack (compose/docker-compose.yml) as a user drives it: blue serves,
-//! green comes up and registers, flips, an exact canary, rollback, scaling, SIGKILL, 30 flips
-//! under load with no failed request, and what Consul's UI shows. Once with the `docker compose`
-//! plugin (everything), once with docker-compose v1 (up, flip, down).
+//! The single-host demo stack (compose/docker-compose.yml, the Lua data plane on OpenResty) as a
+//! user drives it: blue serves, green comes up and registers, flips, an exact canary, rollback,
+//! scaling, SIGKILL, 30 flips under keep-alive load with no failed request and no nginx reload,
+//! and what Consul's UI shows. Once with the `docker compose` plugin (everything), once with
+//! docker-compose v1 (up, flip, down).
 //!
 //! Both tests run one after the other: every registrator on a host registers every container on
 //! that host, so two demo stacks at once would see each other's apps.
@@ -29,6 +30,10 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
         stack.templater_in_edge(&["flip", "app", "blue", "--wait-live", "30"]),
     );
     serves_only(stack.edge_port, "blue", 40).await;
+    // In the Lua data plane a request without Upgrade sends no `Connection: close` upstream, so
+    // the upstreams' keepalive connections are reused.
+    let vhosts = stack.edge_file("/etc/nginx/swarmgate/swarmgate-vhosts.conf");
+    assert!(vhosts.contains("''      \"\";"), "{vhosts}");
 
     // Green comes up, registers and passes its checks, and takes no traffic yet.
     stack.compose(&["up", "-d", "--scale", "app-green=2"]);
@@ -55,7 +60,7 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
     // What Consul's UI shows: each instance with its colour, container and image.
     let all = stack.instances("app", false).await.expect("instances");
     assert_eq!(all.len(), 4, "{all:?}");
-    let image = format!("swarmgate/demo-app:{}", images::TAG);
+    let image = format!("swarmgate/demo-app:{}", images::tag());
     for color in ["blue", "green"] {
         let ids = stack.containers(&format!("app-{color}"));
         for e in all
@@ -205,8 +210,12 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
     expect::passing(&stack.consul, "blue", 2).await;
     rotation_becomes(stack.edge_port, 2).await;
 
-    // 30 flips under load, a new connection per request: not one request fails.
-    let load = Load::start(stack.edge_port, HOST, 4);
+    // 30 flips under load, from clients on kept-alive connections (browsers, connection pools:
+    // the ones a reload breaks) and clients on a new connection per request: not one request
+    // fails, and nginx is not reloaded once (the Lua data plane takes every flip as a push).
+    let reloads = stack.reloads().await;
+    let kept = Load::keep_alive(stack.edge_port, HOST, 4);
+    let fresh = Load::start(stack.edge_port, HOST, 2);
     for i in 0..30 {
         let color = if i % 2 == 0 { "green" } else { "blue" };
         ok(
@@ -214,10 +223,20 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
             stack.templater_on_host(&["flip", "app", color, "--wait-live", "30"]),
         );
     }
-    let totals = load.finish().await;
-    assert_eq!(totals.failed, 0, "{totals:?}");
-    assert!(totals.ok > 100, "{totals:?}");
-    eprintln!("30 flips under load: {} requests, 0 failed", totals.ok);
+    let (kept, fresh) = (kept.finish().await, fresh.finish().await);
+    let reloads = stack.reloads().await - reloads;
+    eprintln!(
+        "30 flips under load: keep-alive {} requests on {} connections, {} failed; new connection \
+         per request {} requests, {} failed; {reloads} nginx reloads",
+        kept.ok, kept.connections, kept.failed, fresh.ok, fresh.failed
+    );
+    assert_eq!((kept.failed, fresh.failed), (0, 0), "{kept:?} {fresh:?}");
+    assert!(kept.ok > 100 && fresh.ok > 20, "{kept:?} {fresh:?}");
+    assert!(
+        kept.connections * 10 < kept.ok,
+        "connections were not kept alive: {kept:?}"
+    );
+    assert_eq!(reloads, 0.0, "flips reloaded nginx");
     serves_only(stack.edge_port, "blue", 20).await;
 
     let status = ok("status", stack.templater_on_host(&["status", "app"]));

@@ -1,8 +1,10 @@
 //! The multi-host layout (compose/swarm) on loopback "hosts": three Consul servers, a host with
-//! a client agent, the registrator, the edge and both colours' app stacks. Registration at the
-//! host's address, a flip, and the Consul leader killed under load while containers start and
-//! stop: a new leader is elected, the catalog equals the running containers, no running
-//! instance leaves nginx, no request fails, deploys go on, and the old leader rejoins.
+//! a client agent, the registrator, the edge (edge.yml: the Lua data plane) and both colours'
+//! app stacks. Registration at the host's address, a flip, and the Consul leader killed under
+//! keep-alive load while containers start and stop: a new leader is elected, the catalog equals
+//! the running containers, no running instance leaves nginx's state, no request fails, deploys
+//! go on, and the old leader rejoins. Then the same edge in the reload data plane
+//! (edge-reload.yml over edge.yml) serves and flips.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,9 +21,9 @@ use testkit::report::secs;
 async fn swarm_layout_survives_losing_the_consul_leader() {
     let row = testkit::report::Row::start(
         "3-server Consul cluster: leader SIGKILLed while containers start and stop",
-        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's config; a flip goes through on two servers; the old leader rejoins and agrees",
+        "after re-election the catalog holds exactly the running containers; the instances running throughout never left nginx's state (Lua data plane); then the reload data plane serves and flips; a flip goes through on two servers; the old leader rejoins and agrees",
     );
-    let layout = SwarmLayout::up(ComposeTool::V2, 2).await;
+    let mut layout = SwarmLayout::up(ComposeTool::V2, 2).await;
     let consul = layout.agent_consul();
     passing(&consul, "blue", 2).await;
     passing(&consul, "green", 2).await;
@@ -52,16 +54,17 @@ async fn swarm_layout_survives_losing_the_consul_leader() {
         tokio::task::spawn_blocking(move || {
             let mut samples = 0;
             while sampling.load(Ordering::Relaxed) {
-                let conf = testkit::docker::docker(&[
+                let state = testkit::docker::docker(&[
                     "exec",
                     &nginx_id,
                     "cat",
-                    "/etc/nginx/swarmgate/swarmgate-upstreams.conf",
+                    "/etc/nginx/swarmgate/swarmgate-state.json",
                 ]);
+                let peers = state_peers(&state, "app");
                 for addr in &blue {
                     assert!(
-                        conf.contains(addr),
-                        "running {addr} lost from nginx:\n{conf}"
+                        peers.contains(addr),
+                        "running {addr} lost from nginx's state:\n{state}"
                     );
                 }
                 samples += 1;
@@ -70,7 +73,7 @@ async fn swarm_layout_survives_losing_the_consul_leader() {
             samples
         })
     };
-    let load = Load::start(layout.edge_port, HOST, 2);
+    let load = Load::keep_alive(layout.edge_port, HOST, 2);
     let old = layout.leader(None).await;
     let killed_at = Instant::now();
     let victim = &layout.servers[old];
@@ -130,10 +133,11 @@ async fn swarm_layout_survives_losing_the_consul_leader() {
     assert_eq!(totals.failed, 0, "{totals:?}");
     assert_ne!(new, old);
     row.pass(&format!(
-            "new leader {}, catalog converged {}; {} requests, {} failed; {samples} config samples, 0 losses",
+            "new leader {}, catalog converged {}; {} keep-alive requests on {} connections, {} failed; {samples} state samples, 0 losses",
             secs(elected),
             secs(converged),
             totals.ok,
+            totals.connections,
             totals.failed
         ));
 
@@ -155,4 +159,38 @@ async fn swarm_layout_survives_losing_the_consul_leader() {
         },
     )
     .await;
+
+    // The reload data plane: plain nginx, every change rendered into its config. A fresh edge
+    // (`down -v`: the volume holds the Lua plane's files) serves and flips.
+    layout.edge.compose(&["down", "-v", "-t", "2"]);
+    layout.edge.overlay("swarm/edge-reload.yml");
+    layout.edge.compose(&["up", "-d"]);
+    ok(
+        "flip to blue in reload mode",
+        layout.templater(&["flip", "app", "blue", "--wait-live", "60"]),
+    );
+    serves_only(layout.edge_port, "blue", 20).await;
+    let nginx_id = layout.edge.containers("nginx")[0].clone();
+    let conf = testkit::docker::docker(&[
+        "exec",
+        &nginx_id,
+        "cat",
+        "/etc/nginx/swarmgate/swarmgate-upstreams.conf",
+    ]);
+    for addr in &blue {
+        assert!(conf.contains(addr), "{addr} not in nginx's config:\n{conf}");
+    }
+}
+
+/// The `address:port` of every peer of `service` in a state document (the Lua data plane's state
+/// file).
+fn state_peers(state: &str, service: &str) -> Vec<String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(state).unwrap_or_else(|e| panic!("state file: {e}: {state}"));
+    doc["services"][service]["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| format!("{}:{}", p["address"].as_str().unwrap_or("?"), p["port"]))
+        .collect()
 }
