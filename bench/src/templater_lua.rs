@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use swarmgate_consul::Client;
+use swarmgate_consul::{Client, ServiceRegistration};
 use testkit::{Backend, ConsulAgent, LuaNginx, NginxServer};
 
 use crate::process::{client, Daemon};
@@ -80,6 +80,56 @@ async fn push_floor(lua: &LuaNginx, n: usize) -> anyhow::Result<Series> {
         );
     }
     Ok(s)
+}
+
+/// A new blue instance registered in Consul, timed until nginx answers from it; then removed.
+async fn instance_added(client: &Client, port: u16, n: usize) -> anyhow::Result<Series> {
+    let mut s = Series::default();
+    for i in 0..n {
+        let text = format!("blue-new-{i}");
+        let backend = Backend::start(&text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let t0 = Instant::now();
+        client
+            .register_service(&ServiceRegistration {
+                id: text.clone(),
+                name: "app".into(),
+                address: "127.0.0.1".into(),
+                port: backend.port,
+                tags: vec!["blue".into(), "public".into()],
+                ..Default::default()
+            })
+            .await?;
+        s.push(until_serving(port, HOST, &text).await?.duration_since(t0));
+        client.deregister_service(&text).await?;
+    }
+    Ok(s)
+}
+
+/// One push of `services` × 4 peers straight to nginx: (bytes, milliseconds until it answered).
+async fn large_push(lua: &LuaNginx, services: usize) -> anyhow::Result<(usize, f64)> {
+    let (_, body) = lua.control("GET", b"").await;
+    let held: serde_json::Value = serde_json::from_str(&body)?;
+    let mut all = serde_json::Map::new();
+    for s in 0..services {
+        let peers: Vec<_> = (0..4)
+            .map(|p| {
+                serde_json::json!({"id": format!("svc-{s}-{p}"), "address": format!("10.1.{}.{}", s / 250, s % 250 + 1),
+                    "port": 8000 + p, "weight": 1, "backup": false, "color": if p % 2 == 0 { "blue" } else { "green" }})
+            })
+            .collect();
+        all.insert(
+            format!("svc-{s}"),
+            serde_json::json!({"sticky": null, "peers": peers}),
+        );
+    }
+    let doc =
+        serde_json::json!({"version": held["version"].as_u64().unwrap_or(0) + 1, "services": all})
+            .to_string();
+    let t0 = Instant::now();
+    let (status, answer) = lua.push(&doc).await;
+    anyhow::ensure!(status == 200, "the large push was refused: {answer}");
+    Ok((doc.len(), t0.elapsed().as_secs_f64() * 1000.0))
 }
 
 /// Requests from `clients` tasks on one pooled (keep-alive) HTTP client until stopped.
@@ -172,9 +222,11 @@ pub async fn run(
     let workers = lua.server.workers();
     let flip = flips(&c, lua.server.port, iterations).await?;
     let lua_keepalive = flips_under_keepalive(&c, lua.server.port).await?;
+    let added = instance_added(&c, lua.server.port, iterations).await?;
     let reloaded = lua.server.workers() != workers;
     drop(edge);
     let push = push_floor(&lua, iterations).await?;
+    let (bytes, push_ms) = large_push(&lua, 500).await?;
     let mut floor = Series::default();
     for (a, b) in kv.samples.iter().zip(push.samples.iter()) {
         floor.push_ms(a + b);
@@ -198,8 +250,20 @@ pub async fn run(
             "≤ 2× floor",
             Some(("KV wake + push", &floor)),
         ),
+        Row::timing(
+            "Lua data plane: instance registered → nginx serving it",
+            &added,
+            "—",
+            Some(("KV wake + push", &floor)),
+        ),
         Row::single(
-            "Lua data plane: nginx reloads during those flips",
+            &format!("Lua data plane: a 500 services × 4 instances push ({bytes} bytes)"),
+            push_ms,
+            "ms",
+            "—",
+        ),
+        Row::single(
+            "Lua data plane: nginx reloads during the flips and instance changes",
             f64::from(u8::from(reloaded)),
             "",
             "0",
