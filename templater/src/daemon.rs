@@ -344,6 +344,7 @@ impl Daemon {
             );
         }
         self.publisher.live_version(applied.live_version);
+        self.publisher.took(applied.reloaded, applied.pushed);
         self.live = applied.plan;
         !applied.changed_files.is_empty() || applied.pushed
     }

@@ -180,6 +180,8 @@ pub(crate) mod tests {
             not_served: Default::default(),
             view_held: false,
             live_version: None,
+            last_reload_unix: None,
+            last_push_unix: None,
         }
     }
 

@@ -43,6 +43,8 @@ impl Publisher {
                 not_served: BTreeMap::new(),
                 view_held: false,
                 live_version: None,
+                last_reload_unix: None,
+                last_push_unix: None,
             },
             status_written: None,
             written: HashMap::new(),
@@ -60,6 +62,17 @@ impl Publisher {
     pub fn live_version(&mut self, version: Option<u64>) {
         if version.is_some() {
             self.status.live_version = version;
+        }
+    }
+
+    /// A pass reloaded nginx and/or pushed it a state: the status record says when.
+    pub fn took(&mut self, reloaded: bool, pushed: bool) {
+        let now = Some(unix_now());
+        if reloaded {
+            self.status.last_reload_unix = now;
+        }
+        if pushed {
+            self.status.last_push_unix = now;
         }
     }
 

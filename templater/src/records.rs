@@ -43,6 +43,11 @@ pub struct EdgeStatus {
     pub view_held: bool,
     /// The data plane's state version nginx holds (Lua data plane).
     pub live_version: Option<u64>,
+    /// When this edge last reloaded nginx, and last pushed a state to it (Lua data plane).
+    #[serde(default)]
+    pub last_reload_unix: Option<u64>,
+    #[serde(default)]
+    pub last_push_unix: Option<u64>,
 }
 
 impl EdgeStatus {

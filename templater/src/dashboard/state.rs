@@ -36,6 +36,8 @@ pub struct EdgeState {
     pub view_held: bool,
     /// The state version nginx holds (Lua data plane).
     pub live_version: Option<u64>,
+    pub last_reload_unix: Option<u64>,
+    pub last_push_unix: Option<u64>,
     pub services_served: usize,
     pub services_not_served: usize,
 }
@@ -102,6 +104,8 @@ pub fn of(view: &LiveView, consul_up: bool, now_unix: u64) -> DashboardState {
             last_error_unix: status.and_then(|s| s.last_error_unix),
             view_held: status.is_some_and(|s| s.view_held),
             live_version: status.and_then(|s| s.live_version),
+            last_reload_unix: status.and_then(|s| s.last_reload_unix),
+            last_push_unix: status.and_then(|s| s.last_push_unix),
             services_served: view.plan.served().count(),
             services_not_served: services
                 .iter()
