@@ -59,6 +59,9 @@ pub struct ConfigFacts {
     pub domainname: String,
     pub user: String,
     pub working_dir: String,
+    /// `Config.StopSignal` as a number, when the image or container sets one: `docker stop`
+    /// sends it first, so a `kill` with it is a stop request whatever the signal.
+    pub stop_signal: Option<i32>,
 }
 
 /// The facts about one container that decide its services.

@@ -40,6 +40,8 @@ struct Tracked {
     started_at: String,
     phase: Phase,
     services: Vec<String>,
+    /// Its own stop signal (`STOPSIGNAL`), when not a terminating one.
+    stop_signal: Option<i32>,
 }
 
 /// Where an update about a running container comes from.
@@ -183,6 +185,7 @@ impl DesiredState {
             started_at: info.started_at.clone(),
             phase,
             services: ids,
+            stop_signal: info.config.stop_signal,
         };
         self.containers.insert(info.id.clone(), tracked);
         dedup(changed)
@@ -239,6 +242,15 @@ impl DesiredState {
             t.phase = Phase::StopRequested;
         }
         ids
+    }
+
+    /// `kill` with a signal that ends no container by itself: a stop request when it is this
+    /// container's own stop signal (what `docker stop` sends it first).
+    pub fn signalled(&mut self, id: &ContainerId, signal: i32) -> Vec<String> {
+        match self.containers.get(id) {
+            Some(t) if t.stop_signal == Some(signal) => self.stopping(id),
+            _ => Vec::new(),
+        }
     }
 
     /// `die`: gone, unless `-deregister on-success` keeps a failed container (in maintenance).

@@ -53,6 +53,25 @@ fn restarted(id: &str, at: &str) -> ContainerInfo {
 }
 
 #[test]
+fn the_containers_own_stop_signal_is_a_stop_request_and_another_signal_is_not() {
+    let mut s = state(DeregisterMode::Always);
+    let mut winch = info("a", &[]);
+    winch.config.stop_signal = Some(28);
+    s.started(&winch);
+    assert!(s.signalled(&cid("a"), 1).is_empty(), "SIGHUP is no stop");
+    assert!(!s.is_empty());
+    assert_eq!(s.signalled(&cid("a"), 28), ["n:c-a:80"]);
+    assert!(s.is_empty(), "out at its stop signal");
+    // A listing during the grace period keeps it out.
+    assert!(s.listed(&winch).is_empty());
+    assert!(s.is_empty());
+    // Without a stop signal of its own, SIGWINCH is nothing.
+    let mut t = state(DeregisterMode::Always);
+    t.started(&info("b", &[]));
+    assert!(t.signalled(&cid("b"), 28).is_empty());
+}
+
+#[test]
 fn start_then_stop_always_deregisters() {
     let mut s = state(DeregisterMode::Always);
     assert_eq!(s.started(&info("a", &[])), ["n:c-a:80"]);

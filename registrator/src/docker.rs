@@ -36,6 +36,12 @@ pub enum DockerEvent {
     Start(ContainerId),
     /// `kill` with a terminating signal (what `docker stop` sends first): out of rotation now.
     Stopping(ContainerId),
+    /// `kill` with another signal: a stop request only if it is the container's own stop signal
+    /// (`STOPSIGNAL`, `--stop-signal`), which the desired state knows from its inspect.
+    Signalled {
+        id: ContainerId,
+        signal: i32,
+    },
     Died {
         id: ContainerId,
         exit_code: i64,
@@ -131,7 +137,10 @@ pub fn classify(event: &EventMessage) -> Option<DockerEvent> {
     let action = event.action.as_deref()?;
     Some(match action {
         "start" => DockerEvent::Start(id),
-        "kill" if attr("signal").is_some_and(is_terminating_signal) => DockerEvent::Stopping(id),
+        "kill" => match attr("signal").and_then(signal_number)? {
+            n if TERMINATING.contains(&n) => DockerEvent::Stopping(id),
+            signal => DockerEvent::Signalled { id, signal },
+        },
         "die" => DockerEvent::Died {
             id,
             exit_code: attr("exitCode").and_then(|c| c.parse().ok()).unwrap_or(-1),
@@ -147,13 +156,25 @@ pub fn classify(event: &EventMessage) -> Option<DockerEvent> {
     })
 }
 
-/// SIGTERM, SIGKILL, SIGINT and SIGQUIT end a container; a SIGHUP or SIGUSR1 does not.
-fn is_terminating_signal(signal: &str) -> bool {
-    let name = signal.trim_start_matches("SIG");
-    matches!(
-        name,
-        "15" | "9" | "2" | "3" | "TERM" | "KILL" | "INT" | "QUIT"
-    )
+/// SIGINT, SIGQUIT, SIGKILL and SIGTERM end a container whatever it is; a SIGHUP or SIGUSR1
+/// does not (unless it is the container's own stop signal).
+const TERMINATING: [i32; 4] = [2, 3, 9, 15];
+
+/// A signal as Docker writes it (`15`, `SIGTERM`, `TERM`, any case) as its Linux number.
+pub fn signal_number(signal: &str) -> Option<i32> {
+    let s = signal.trim();
+    if let Ok(n) = s.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|sig| sig as i32)
 }
 
 /// The running containers, inspected concurrently; each is handed to `each` as soon as it is
@@ -252,6 +273,7 @@ fn to_info(resp: ContainerInspectResponse) -> Option<ContainerInfo> {
             domainname: config.domainname.unwrap_or_default(),
             user: config.user.unwrap_or_default(),
             working_dir: config.working_dir.unwrap_or_default(),
+            stop_signal: config.stop_signal.as_deref().and_then(signal_number),
         },
     })
 }
@@ -325,6 +347,25 @@ mod tests {
     }
 
     #[test]
+    fn signals_read_as_docker_writes_them() {
+        for (text, n) in [
+            ("15", Some(15)),
+            ("SIGTERM", Some(15)),
+            ("term", Some(15)),
+            ("SIGWINCH", Some(28)),
+            ("WINCH", Some(28)),
+            (" 28 ", Some(28)),
+            ("SIGUSR1", Some(10)),
+            ("0", None),
+            ("65", None),
+            ("SIGRTMIN+3", None),
+            ("", None),
+        ] {
+            assert_eq!(signal_number(text), n, "{text:?}");
+        }
+    }
+
+    #[test]
     fn classifies_events() {
         let id = || ContainerId("c1".into());
         assert_eq!(
@@ -335,7 +376,14 @@ mod tests {
             classify(&event("kill", &[("signal", "15")])),
             Some(DockerEvent::Stopping(id()))
         );
-        assert_eq!(classify(&event("kill", &[("signal", "1")])), None);
+        assert_eq!(
+            classify(&event("kill", &[("signal", "1")])),
+            Some(DockerEvent::Signalled {
+                id: id(),
+                signal: 1
+            })
+        );
+        assert_eq!(classify(&event("kill", &[("signal", "nonsense")])), None);
         // `stop` comes after `die` (the container has stopped): no request against a later run,
         // e.g. one dockerd restarts while the registrator is disconnected.
         assert_eq!(classify(&event("stop", &[])), None);

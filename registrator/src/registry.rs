@@ -221,6 +221,7 @@ impl Registry {
         match event {
             DockerEvent::Start(_) => Vec::new(),
             DockerEvent::Stopping(id) => d.stopping(&id),
+            DockerEvent::Signalled { id, signal } => d.signalled(&id, signal),
             DockerEvent::Died { id, exit_code } => d.died(&id, exit_code),
             DockerEvent::Destroyed(id) => d.destroyed(&id),
             DockerEvent::Paused(id, paused) => d.paused(&id, paused),

@@ -218,3 +218,40 @@ async fn on_success_keeps_a_stopping_container_in_maintenance_never_passing() {
     // It exited 0: deregistered.
     instances(&consul, &name, 0).await;
 }
+
+/// A container whose own stop signal ends nothing by itself (`--stop-signal SIGWINCH`, as nginx
+/// images use SIGQUIT and some apps SIGWINCH or SIGUSR1): `docker stop` sends that signal first,
+/// and the registrator takes it out at that `kill`, not only at `die`.
+#[tokio::test]
+async fn a_container_leaves_at_its_own_stop_signal() {
+    let consul = ConsulAgent::start().await;
+    let _reg = Registrator::start(&consul, &["-resync", "1"]);
+    let name = unique("winch");
+    let app = format!("trap 'sleep {DRAIN_SECS}; exit 0' WINCH; httpd -f -p 80 -h / & wait");
+    let service = format!("SERVICE_NAME={name}");
+    let c = Container::run(
+        "winch",
+        &[
+            "--stop-signal",
+            "SIGWINCH",
+            "-p",
+            "80",
+            "-l",
+            &service,
+            TestImage::ensure(),
+            "sh",
+            "-c",
+            &app,
+        ],
+    );
+    instances(&consul, &name, 1).await;
+    let stop = stop_in_background(&c.name, DRAIN_SECS + 5);
+    instances(&consul, &name, 0).await;
+    assert!(is_running(&c.name), "left Consul only when it died");
+    let ran = never_back_while_running(&consul, &name, &[&c], true).await;
+    assert!(
+        ran >= Duration::from_secs(2),
+        "it drained meanwhile: {ran:?}"
+    );
+    stop.wait();
+}
