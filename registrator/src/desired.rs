@@ -62,7 +62,9 @@ pub struct DesiredState {
     containers: HashMap<ContainerId, Tracked>,
     /// Stop requests for containers not followed yet (Docker's event history at start-up, a
     /// reconnect): a listing that shows one has it stopping.
-    stop_hints: HashSet<ContainerId>,
+    /// The signal of each hint: `None` for a terminating one, else a signal that is a stop request
+    /// only if it is the container's own stop signal (known once it is inspected).
+    stop_hints: HashMap<ContainerId, Option<i32>>,
     skipped: Vec<Skipped>,
 }
 
@@ -73,7 +75,7 @@ impl DesiredState {
             deregister,
             services: BTreeMap::new(),
             containers: HashMap::new(),
-            stop_hints: HashSet::new(),
+            stop_hints: HashMap::new(),
             skipped: Vec::new(),
         }
     }
@@ -139,7 +141,9 @@ impl DesiredState {
             .containers
             .get(&info.id)
             .is_some_and(|t| t.started_at == info.started_at && t.phase == Phase::StopRequested);
-        let hinted = from == Seen::Listed && self.stop_hints.remove(&info.id);
+        let hint = self.stop_hints.remove(&info.id);
+        let hinted = from == Seen::Listed
+            && hint.is_some_and(|signal| signal.is_none() || signal == info.config.stop_signal);
         let phase = if same_run_stopping || hinted {
             Phase::StopRequested
         } else {
@@ -228,7 +232,7 @@ impl DesiredState {
     /// every listing until then. For a container not followed yet, a hint for the next listing.
     pub fn stopping(&mut self, id: &ContainerId) -> Vec<String> {
         let Some(t) = self.containers.get(id) else {
-            self.stop_hints.insert(id.clone());
+            self.stop_hints.insert(id.clone(), None);
             return Vec::new();
         };
         if !matches!(t.phase, Phase::Running | Phase::Paused) {
@@ -249,7 +253,12 @@ impl DesiredState {
     pub fn signalled(&mut self, id: &ContainerId, signal: i32) -> Vec<String> {
         match self.containers.get(id) {
             Some(t) if t.stop_signal == Some(signal) => self.stopping(id),
-            _ => Vec::new(),
+            Some(_) => Vec::new(),
+            None => {
+                // Not inspected yet: the listing that shows it decides.
+                self.stop_hints.entry(id.clone()).or_insert(Some(signal));
+                Vec::new()
+            }
         }
     }
 
@@ -292,7 +301,7 @@ impl DesiredState {
     /// `-deregister on-success` excepted: they stay in maintenance until destroyed).
     pub fn listing_complete(&mut self, running: &[ContainerId]) -> Vec<String> {
         let listed: HashSet<&ContainerId> = running.iter().collect();
-        self.stop_hints.retain(|id| listed.contains(id));
+        self.stop_hints.retain(|id, _| listed.contains(id));
         let gone: Vec<ContainerId> = self
             .containers
             .iter()

@@ -65,6 +65,15 @@ fn the_containers_own_stop_signal_is_a_stop_request_and_another_signal_is_not() 
     // A listing during the grace period keeps it out.
     assert!(s.listed(&winch).is_empty());
     assert!(s.is_empty());
+    // Docker's history (a restarted registrator): the listing that inspects it decides.
+    let mut h = state(DeregisterMode::Always);
+    assert!(h.signalled(&cid("a"), 28).is_empty(), "a hint");
+    assert!(h.signalled(&cid("c"), 28).is_empty(), "a hint");
+    assert!(h.listed(&winch).is_empty(), "its own stop signal: stopping");
+    assert!(
+        !h.listed(&info("c", &[])).is_empty(),
+        "not its stop signal: in rotation"
+    );
     // Without a stop signal of its own, SIGWINCH is nothing.
     let mut t = state(DeregisterMode::Always);
     t.started(&info("b", &[]));

@@ -77,11 +77,15 @@ pub fn events(
     docker.events(Some(options))
 }
 
-/// Containers whose last lifecycle event between `since` and now was a stop request (`stop`, or
-/// a terminating `kill`) with no `start` or `die` after it: if such a container still runs, it is
-/// running out its grace period. Docker's event history is a hint, bounded by `since` and by how
+/// Containers whose last lifecycle event between `since` and now was a `kill` with no `start` or
+/// `die` after it, with that kill's signal (`None`: a terminating one; else a stop request only
+/// if it is the container's own stop signal): if such a container still runs, it may be running
+/// out its grace period. Docker's event history is a hint, bounded by `since` and by how
 /// much history the daemon keeps; a failure to read it answers what was read.
-pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<ContainerId> {
+pub async fn recent_stop_requests(
+    docker: &Docker,
+    since: SystemTime,
+) -> Vec<(ContainerId, Option<i32>)> {
     let to_secs = |t: SystemTime| {
         let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
         format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
@@ -96,17 +100,24 @@ pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<Con
         .until(&to_secs(SystemTime::now()))
         .filters(&filters)
         .build();
-    let mut last: HashMap<ContainerId, bool> = HashMap::new();
+    let mut last: HashMap<ContainerId, Option<Option<i32>>> = HashMap::new();
     let history = docker
         .events(Some(options))
         .take_while(|e| std::future::ready(e.is_ok()));
     let read = history.for_each(|event| {
         match event.ok().as_ref().and_then(classify) {
             Some(DockerEvent::Stopping(id)) => {
-                last.insert(id, true);
+                last.insert(id, Some(None));
+            }
+            Some(DockerEvent::Signalled { id, signal }) => {
+                // A terminating kill before it stays the request (docker stop's KILL follows).
+                let kill = last.entry(id).or_insert(None);
+                if kill.is_none() {
+                    *kill = Some(Some(signal));
+                }
             }
             Some(DockerEvent::Start(id) | DockerEvent::Died { id, .. }) => {
-                last.insert(id, false);
+                last.insert(id, None);
             }
             _ => {}
         }
@@ -115,9 +126,9 @@ pub async fn recent_stop_requests(docker: &Docker, since: SystemTime) -> Vec<Con
     if tokio::time::timeout(HISTORY_TIMEOUT, read).await.is_err() {
         tracing::warn!("reading docker's event history timed out; using what was read");
     }
-    let mut stopping: Vec<ContainerId> = last
+    let mut stopping: Vec<(ContainerId, Option<i32>)> = last
         .into_iter()
-        .filter_map(|(id, stop)| stop.then_some(id))
+        .filter_map(|(id, kill)| Some((id, kill?)))
         .collect();
     stopping.sort();
     stopping

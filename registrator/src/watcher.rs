@@ -101,9 +101,13 @@ impl Watcher {
         // Subscribe from a moment ago, then list: Docker replays what happened in between.
         let mut events = Box::pin(docker::events(&docker, docker::subscription_start()));
         let unread_from = progress.history_from;
-        for id in docker::recent_stop_requests(&docker, unread_from).await {
-            tracing::info!(container = %id, "docker's event history shows a stop request");
-            self.send(Update::Event(DockerEvent::Stopping(id))).await?;
+        for (id, signal) in docker::recent_stop_requests(&docker, unread_from).await {
+            tracing::info!(container = %id, ?signal, "docker's event history shows a stop request");
+            let event = match signal {
+                None => DockerEvent::Stopping(id),
+                Some(signal) => DockerEvent::Signalled { id, signal },
+            };
+            self.send(Update::Event(event)).await?;
         }
         self.list(&docker).await?;
         self.send(Update::DockerUp(true)).await?;
