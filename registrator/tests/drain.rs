@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{instances, status, status_becomes, Registrator};
-use testkit::lifecycle::{draining_app, is_running, stop_in_background};
+use testkit::lifecycle::{draining_app_on, is_running, stop_in_background};
 use testkit::proxy::SocketProxy;
 use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
 
@@ -16,14 +16,21 @@ use testkit::{eventually, unique, ConsulAgent, Container, TestImage};
 const DRAIN_SECS: u32 = 5;
 
 fn draining(prefix: &str, name: &str) -> Container {
+    draining_on(prefix, name, "TERM")
+}
+
+/// A draining app whose stop signal is `signal` (`--stop-signal SIG<signal>`).
+fn draining_on(prefix: &str, name: &str, signal: &str) -> Container {
     let mut args = vec![
-        "-p".to_string(),
+        "--stop-signal".to_string(),
+        format!("SIG{signal}"),
+        "-p".into(),
         "80".into(),
         "-l".into(),
         format!("SERVICE_NAME={name}"),
         TestImage::ensure().into(),
     ];
-    args.extend(draining_app(DRAIN_SECS));
+    args.extend(draining_app_on(signal, DRAIN_SECS));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Container::run(prefix, &args)
 }
@@ -142,16 +149,23 @@ async fn a_stop_during_a_cut_event_stream_is_seen_on_reconnect_and_never_undone(
         &["-resync", "1"],
         &[("DOCKER_HOST", &proxy.docker_host())],
     );
-    let (before, during) = (unique("stopbefore"), unique("stopduring"));
+    let (before, during, own) = (
+        unique("stopbefore"),
+        unique("stopduring"),
+        unique("stopownsignal"),
+    );
     let b = draining("sb", &before);
     let d = draining("sd", &during);
+    let w = draining_on("sw", &own, "WINCH");
     instances(&consul, &before, 1).await;
     instances(&consul, &during, 1).await;
+    instances(&consul, &own, 1).await;
     // One stop request seen live, then the stream cut; another while it is cut.
     let _sb = stop_in_background(&b.name, DRAIN_SECS + 5);
     instances(&consul, &before, 0).await;
     proxy.cut();
     let _sd = stop_in_background(&d.name, DRAIN_SECS + 5);
+    let _sw = stop_in_background(&w.name, DRAIN_SECS + 5);
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.restore();
     // The reconnect lists both as running; Docker's event history says they are stopping.
@@ -165,19 +179,26 @@ async fn a_stop_during_a_cut_event_stream_is_seen_on_reconnect_and_never_undone(
         Duration::from_secs(2),
         "out of rotation after the reconnect",
         || async {
-            let got = consul.instances(&during).await?;
-            anyhow::ensure!(got.is_empty(), "{got:?}");
+            for service in [&during, &own] {
+                let got = consul.instances(service).await?;
+                anyhow::ensure!(got.is_empty(), "{service}: {got:?}");
+            }
             Ok(())
         },
     )
     .await;
     assert!(is_running(&d.name), "still within its grace period");
-    let (bs, ds) = ([&b], [&d]);
-    let (x, y) = tokio::join!(
+    assert!(is_running(&w.name), "still within its grace period");
+    let (bs, ds, ws) = ([&b], [&d], [&w]);
+    let (x, y, z) = tokio::join!(
         never_back_while_running(&consul, &before, &bs, true),
         never_back_while_running(&consul, &during, &ds, true),
+        never_back_while_running(&consul, &own, &ws, true),
     );
-    assert!(x.max(y) >= Duration::from_secs(2), "{x:?} {y:?}");
+    assert!(
+        x.max(y).max(z) >= Duration::from_secs(2),
+        "{x:?} {y:?} {z:?}"
+    );
 }
 
 #[tokio::test]
@@ -227,23 +248,7 @@ async fn a_container_leaves_at_its_own_stop_signal() {
     let consul = ConsulAgent::start().await;
     let _reg = Registrator::start(&consul, &["-resync", "1"]);
     let name = unique("winch");
-    let app = format!("trap 'sleep {DRAIN_SECS}; exit 0' WINCH; httpd -f -p 80 -h / & wait");
-    let service = format!("SERVICE_NAME={name}");
-    let c = Container::run(
-        "winch",
-        &[
-            "--stop-signal",
-            "SIGWINCH",
-            "-p",
-            "80",
-            "-l",
-            &service,
-            TestImage::ensure(),
-            "sh",
-            "-c",
-            &app,
-        ],
-    );
+    let c = draining_on("winch", &name, "WINCH");
     instances(&consul, &name, 1).await;
     let stop = stop_in_background(&c.name, DRAIN_SECS + 5);
     instances(&consul, &name, 0).await;

@@ -7,10 +7,15 @@ use std::process::{Child, Command, Stdio};
 /// The test image's httpd under a shell that, on SIGTERM, keeps serving for `drain_secs` and
 /// then exits 0: what an app with graceful shutdown does. Pass after the image.
 pub fn draining_app(drain_secs: u32) -> Vec<String> {
+    draining_app_on("TERM", drain_secs)
+}
+
+/// [`draining_app`] that drains on `signal` (e.g. `WINCH`, for `--stop-signal SIGWINCH`).
+pub fn draining_app_on(signal: &str, drain_secs: u32) -> Vec<String> {
     vec![
         "sh".into(),
         "-c".into(),
-        format!("trap 'sleep {drain_secs}; exit 0' TERM; httpd -f -p 80 -h / & wait"),
+        format!("trap 'sleep {drain_secs}; exit 0' {signal}; httpd -f -p 80 -h / & wait"),
     ]
 }
 
