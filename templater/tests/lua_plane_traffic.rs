@@ -68,15 +68,25 @@ async fn counts_per_colour_match_what_the_client_saw() {
     ];
     let green = IdBackend::start("green-1").await;
     // 10% canary: 3 blue at 30, 1 green at 10.
-    let mut peers: Vec<_> = blues.iter().map(|b| peer(&b.id, b.port, 30, false)).collect();
+    let mut peers: Vec<_> = blues
+        .iter()
+        .map(|b| peer(&b.id, b.port, 30, false))
+        .collect();
     peers.push(peer(&green.id, green.port, 10, false));
     let p = plane(2, Some(&doc(1, &peers))).await;
     let t = traffic(&p).await;
-    assert_eq!(t["services"], serde_json::json!({}), "nothing counted yet: {t}");
+    assert_eq!(
+        t["services"],
+        serde_json::json!({}),
+        "nothing counted yet: {t}"
+    );
     assert!(t["epoch"].as_f64().is_some_and(|e| e > 0.0), "{t}");
 
     let counts = tally(&p.client(), &p.url(), 400).await;
-    let blue: usize = blues.iter().map(|b| counts.get(&b.id).copied().unwrap_or(0)).sum();
+    let blue: usize = blues
+        .iter()
+        .map(|b| counts.get(&b.id).copied().unwrap_or(0))
+        .sum();
     let green_n = counts.get(&green.id).copied().unwrap_or(0);
     assert_eq!(blue + green_n, 400, "all served: {counts:?}");
     assert_eq!(green_n, 40, "exact 10%: {counts:?}");
@@ -126,9 +136,16 @@ async fn a_500_counts_5xx_and_a_retry_counts_for_the_peer_that_answered() {
         let body = r.text().await.expect("body");
         *answers.entry((status, body)).or_insert(0u64) += 1;
     }
-    let five = answers.get(&(500, "boom".to_string())).copied().unwrap_or(0);
+    let five = answers
+        .get(&(500, "boom".to_string()))
+        .copied()
+        .unwrap_or(0);
     let ok = answers.get(&(200, green.id.clone())).copied().unwrap_or(0);
-    assert_eq!(five + ok, 30, "only red's 500s and green's answers: {answers:?}");
+    assert_eq!(
+        five + ok,
+        30,
+        "only red's 500s and green's answers: {answers:?}"
+    );
     assert!(five > 0 && ok > 10, "{answers:?}");
 
     let t = until(&p, "green", "requests", ok).await;
