@@ -192,3 +192,66 @@ async fn a_service_without_a_live_peer_counts_failed() {
     assert_eq!(field(&t, "blue", "2xx"), 0, "{t}");
     println!("/traffic: {t}");
 }
+
+/// Requests/s through the same upstream with and without the counters (a server whose own
+/// empty `log_by_lua_block` replaces the http-level hook), interleaved rounds in one nginx.
+/// Ignored (timing on a shared machine): `cargo test -p templater --test lua_plane_traffic
+/// -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn overhead_of_the_counters() {
+    let backends = [
+        IdBackend::start("blue-1").await,
+        IdBackend::start("green-1").await,
+    ];
+    let peers: Vec<_> = backends
+        .iter()
+        .map(|b| peer(&b.id, b.port, 1, false))
+        .collect();
+    let p = plane(1, Some(&doc(1, &peers))).await;
+    let (counted, uncounted) = (free_port(), free_port());
+    p.nginx.write_conf(
+        "40-bench.conf",
+        &format!(
+            "server {{ listen 127.0.0.1:{counted}; location / {{ proxy_pass http://sg_app; }} }}\n\
+             server {{ listen 127.0.0.1:{uncounted}; location / {{ proxy_pass http://sg_app; \
+             log_by_lua_block {{ }} }} }}\n"
+        ),
+    );
+    p.nginx.reload().await;
+    let round = |port: u16| async move {
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/");
+        let started = std::time::Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    for _ in 0..500 {
+                        get(&client, &url).await.expect("served");
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("client");
+        }
+        4000.0 / started.elapsed().as_secs_f64()
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        with.push(round(counted).await);
+        without.push(round(uncounted).await);
+    }
+    let t = traffic(&p).await;
+    let n: u64 = ["blue", "green"]
+        .iter()
+        .map(|c| field(&t, c, "requests"))
+        .sum();
+    assert_eq!(n, 20_000, "only the counted server counts: {t}");
+    let (w, wo) = (percentile(&mut with, 50), percentile(&mut without, 50));
+    println!(
+        "counters: {w:.0} req/s with, {wo:.0} req/s without (median of 5 rounds of 4000, 8 keep-alive clients): {:+.1}%",
+        (w - wo) / wo * 100.0
+    );
+}
