@@ -137,6 +137,8 @@ pub type Windows = BTreeMap<Pair, Figures>;
 #[derive(Debug, Default)]
 struct Inner {
     epoch: Option<f64>,
+    /// When the last reading was taken.
+    polled: Option<Instant>,
     /// nginx's counters at the last poll.
     last: BTreeMap<Pair, Counts>,
     /// Since this templater started, per pair of a live service.
@@ -161,6 +163,8 @@ impl Traffic {
     pub fn observe(&self, doc: TrafficDoc, live: &BTreeSet<String>, now: Instant) {
         let mut inner = self.lock();
         let restarted = inner.epoch.is_some_and(|e| e != doc.epoch);
+        // When nginx's counts began, if within the window (they all happened since).
+        let began = nginx_age(doc.epoch).and_then(|age| now.checked_sub(age));
         inner.epoch = Some(doc.epoch);
         let mut last = BTreeMap::new();
         for (service, colors) in doc.services {
@@ -180,17 +184,30 @@ impl Traffic {
         inner.last = last;
         inner.totals.retain(|(s, _), _| live.contains(s));
         let Inner {
-            totals, samples, ..
+            totals,
+            samples,
+            polled,
+            ..
         } = &mut *inner;
         samples.retain(|pair, _| totals.contains_key(pair));
         for (pair, total) in totals.iter() {
-            let ring = samples.entry(pair.clone()).or_default();
+            let ring = samples.entry(pair.clone()).or_insert_with(|| {
+                // A pair new since the last reading had nothing then (its total began with
+                // what was counted since). At the first reading, nothing had been counted when
+                // nginx started, if that was within the window; else its counts are history.
+                polled
+                    .or(began)
+                    .map(|at| (at, Counts::default()))
+                    .into_iter()
+                    .collect()
+            });
             ring.push_back((now, total.clone()));
             // Keep one sample at or before the window's start.
             while ring.len() > 2 && now.duration_since(ring[1].0) >= WINDOW {
                 ring.pop_front();
             }
         }
+        *polled = Some(now);
     }
 
     /// The totals since this templater started, per pair of a live service.
@@ -210,6 +227,18 @@ impl Traffic {
             .map(|(pair, ring)| (pair.clone(), figures(ring)))
             .collect()
     }
+}
+
+/// How long ago nginx started counting (its epoch), when that is less than [`WINDOW`] ago.
+fn nginx_age(epoch: f64) -> Option<Duration> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    let age = now - epoch;
+    (0.0..WINDOW.as_secs_f64())
+        .contains(&age)
+        .then(|| Duration::from_secs_f64(age))
 }
 
 /// The figures between the oldest and the newest sample.

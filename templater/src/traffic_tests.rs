@@ -145,3 +145,36 @@ fn p99_is_the_bound_of_the_bucket_holding_it() {
     assert_eq!(quantile(&d, 0.99), Some(30.0));
     assert_eq!(quantile(&Counts::default(), 0.99), None);
 }
+
+#[test]
+fn a_pair_new_since_the_last_reading_counts_in_the_window() {
+    let t = Traffic::default();
+    let start = Instant::now();
+    let l = live(&["app"]);
+    t.observe(doc(1.0, &[]), &l, start);
+    // All of green's traffic came between two readings.
+    let later = start + Duration::from_secs(2);
+    t.observe(doc(1.0, &[("app", "green", counts(50, 5, 0))]), &l, later);
+    let f = &t.figures()[&pair("app", "green")];
+    assert_eq!(f.requests_per_second, Some(25.0), "{f:?}");
+    assert_eq!(f.error_rate, Some(10.0), "{f:?}");
+}
+
+#[test]
+fn at_the_first_reading_an_nginx_started_within_the_window_counts_from_its_start() {
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let t = Traffic::default();
+    let l = live(&["app"]);
+    t.observe(
+        doc(unix - 4.0, &[("app", "blue", counts(40, 0, 0))]),
+        &l,
+        Instant::now(),
+    );
+    let rps = t.figures()[&pair("app", "blue")]
+        .requests_per_second
+        .expect("a rate");
+    assert!((9.0..=11.0).contains(&rps), "{rps}");
+}
