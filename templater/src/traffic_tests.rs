@@ -178,3 +178,19 @@ fn at_the_first_reading_an_nginx_started_within_the_window_counts_from_its_start
         .expect("a rate");
     assert!((9.0..=11.0).contains(&rps), "{rps}");
 }
+
+#[test]
+fn nginx_counts_in_the_buckets_of_the_metrics() {
+    let lua = include_str!("../../templates/lua/swarmgate/traffic.lua");
+    let line = lua
+        .lines()
+        .find(|l| l.starts_with("local BOUNDS = {"))
+        .expect("BOUNDS in traffic.lua");
+    let bounds: Vec<f64> = line
+        .trim_start_matches("local BOUNDS = {")
+        .trim_end_matches('}')
+        .split(',')
+        .map(|b| b.trim().parse().expect("a number"))
+        .collect();
+    assert_eq!(bounds, LATENCY_BUCKETS);
+}
