@@ -1,8 +1,9 @@
 //! Per service and colour traffic figures from the Lua data plane: nginx counts every request in
 //! a shared dict (`templates/lua/swarmgate/traffic.lua`), the daemon polls `GET /traffic` every
 //! second ([`poll`]) and keeps
-//! - totals since this templater started, mirrored from nginx's cumulative counters (a restart
-//!   of nginx — a new epoch, or a counter going down — is a reset: what it counts next is added),
+//! - totals mirrored from nginx's cumulative counters: as first read, then growing with them (a
+//!   restart of nginx — a new epoch, or a counter going down — is a reset: what it counts next
+//!   is added, so the totals never go down),
 //!   exported on `/metrics` by [`crate::metrics`];
 //! - a rolling window of the last [`WINDOW`] (one sample a poll) from which the dashboard's
 //!   per-colour requests/s, error rate and p99 come ([`Figures`]).
@@ -141,7 +142,7 @@ struct Inner {
     polled: Option<Instant>,
     /// nginx's counters at the last poll.
     last: BTreeMap<Pair, Counts>,
-    /// Since this templater started, per pair of a live service.
+    /// Mirrored from nginx (see the module's comment), per pair of a live service.
     totals: BTreeMap<Pair, Counts>,
     /// Samples of `totals`, oldest first, reaching back to [`WINDOW`].
     samples: BTreeMap<Pair, VecDeque<(Instant, Counts)>>,
@@ -210,7 +211,7 @@ impl Traffic {
         *polled = Some(now);
     }
 
-    /// The totals since this templater started, per pair of a live service.
+    /// The totals, per pair of a live service.
     pub fn totals(&self) -> Vec<(Pair, Counts)> {
         self.lock()
             .totals
