@@ -117,6 +117,12 @@ impl Families {
         gauge
     }
 
+    /// A collector encoding families of its own on every scrape (values mirrored from
+    /// elsewhere, which a handle could only approach by increments).
+    pub fn collector(&mut self, collector: Box<dyn prometheus_client::collector::Collector>) {
+        self.0.families.register_collector(collector);
+    }
+
     /// An unlabelled counter.
     pub fn counter(&mut self, name: &str, help: &str) -> Counter {
         self.add(name, help, Counter::default())

@@ -1,7 +1,7 @@
 //! nginx's control endpoint (Lua data plane): where it listens (a unix socket, or a loopback
 //! port, never anything else), and the two calls the templater makes — `PUT /state` with the
-//! whole document, answered with the version nginx now holds, and `GET /state` to read back
-//! what it holds.
+//! whole document, answered with the version nginx now holds, `GET /state` to read back
+//! what it holds, and `GET /traffic` for the traffic counters ([`crate::traffic`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::state_doc::{ServiceState, StateDoc};
+use crate::traffic::TrafficDoc;
 
 /// Where the control endpoint listens by default (on the run volume shared with nginx).
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/swarmgate/control.sock";
@@ -191,6 +192,27 @@ impl Control {
             version,
             services: held.services,
         }))
+    }
+
+    /// nginx's traffic counters since it started.
+    pub async fn get_traffic(&self) -> Result<TrafficDoc, ControlError> {
+        let resp = self
+            .http
+            .get(format!("{}/traffic", self.base))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        if status != 200 {
+            return Err(ControlError::Unexpected(format!(
+                "{status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            ControlError::Unexpected(format!("200 with a body that is no traffic: {e}"))
+        })
     }
 }
 

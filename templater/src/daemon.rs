@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::control::Control;
 use crate::dataplane::{Applied, ApplyError, DataPlane};
 use crate::guard::Guard;
 use crate::install;
@@ -100,8 +101,9 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
             let m = metrics.clone();
             Arc::new(move || m.consul_up.get() == 1)
         };
-        let routes = swarmgate_runtime::http::status_routes(metrics.clone())
-            .merge(crate::dashboard::routes(publisher.live(), consul_up));
+        let routes = swarmgate_runtime::http::status_routes(metrics.clone()).merge(
+            crate::dashboard::routes(publisher.live(), metrics.traffic.clone(), consul_up),
+        );
         swarmgate_runtime::http::serve(addr, routes, token.clone())
             .await
             .map_err(RunError::Metrics)?;
@@ -134,6 +136,18 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
         )
         .instrument(tracing::info_span!("settings")),
     );
+    if let Some(opts) = cfg.lua.as_ref().filter(|_| !cfg.dry_run) {
+        let control = Control::new(opts.control.clone()).map_err(RunError::DataPlane)?;
+        tracker.spawn(
+            crate::traffic::poll(
+                control,
+                metrics.traffic.clone(),
+                publisher.live(),
+                token.child_token(),
+            )
+            .instrument(tracing::info_span!("traffic")),
+        );
+    }
     let _file_watcher =
         crate::rerender::spawn(&cfg.templates, rerender_tx.clone(), token.child_token());
     if !cfg.dry_run {

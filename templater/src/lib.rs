@@ -16,6 +16,7 @@
 //! - [`state_doc`]: the Lua data plane's state document, printed from the plan.
 //! - [`control`]: nginx's control endpoint (`PUT`/`GET /state`) and where it listens.
 //! - [`lua_plane`]: the Lua data plane (structure through the reload path, state pushed).
+//! - [`traffic`]: per service and colour traffic figures polled from the Lua data plane.
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).
 //! - [`watch`]: Consul watches (catalog view, deploy settings) with constant connections.
@@ -57,5 +58,6 @@ pub mod rerender;
 pub mod settings;
 pub mod state_doc;
 pub mod status;
+pub mod traffic;
 pub mod watch;
 pub mod weights;

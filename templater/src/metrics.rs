@@ -1,7 +1,7 @@
 //! The templater's metric families on `/metrics`, declared once, and its `/health` verdict.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use swarmgate_runtime::http::Status;
@@ -12,6 +12,9 @@ use swarmgate_runtime::metrics::{
 
 use crate::dataplane::Timings;
 use crate::plan::Plan;
+use crate::traffic::Traffic;
+
+mod traffic;
 
 /// How a pass ended.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -94,6 +97,8 @@ pub struct Metrics {
     share: Family<ServiceColor, FloatGauge>,
     /// The series of the last plan, so that those of services gone can be removed.
     shown: Mutex<BTreeSet<ServiceColor>>,
+    /// Per service and colour traffic from the Lua data plane (`templater_upstream_*`).
+    pub traffic: Arc<Traffic>,
     exposition: Exposition,
 }
 
@@ -109,6 +114,8 @@ impl Default for Metrics {
             // Every outcome is shown from the start, at 0.
             let _ = passes.get_or_create(&Outcome { outcome });
         }
+        let traffic = Arc::new(Traffic::default());
+        f.collector(Box::new(traffic::Collector(traffic.clone())));
         Metrics {
             renders: f.counter("templater_renders", "Render passes"),
             installs: f.counter("templater_installs", "Passes that installed changed files"),
@@ -185,6 +192,7 @@ impl Default for Metrics {
                 Family::default(),
             ),
             shown: Mutex::default(),
+            traffic,
             exposition: f.finish(),
         }
     }
@@ -339,6 +347,28 @@ mod tests {
             text.contains("templater_service_instances{service=\"web\",color=\"green\"} 1\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn traffic_totals_are_counters_and_a_histogram() {
+        let m = Metrics::default();
+        let body = r#"{"epoch":1,"services":{"web":{"blue":{"requests":5,"2xx":3,"3xx":0,
+            "4xx":0,"5xx":2,"failed":1,"buckets":[3,0,0,0,0,0,0,0,0,1,0,0,0,0],"sum_seconds":1.5}}}}"#;
+        let live: BTreeSet<String> = ["web".to_string()].into();
+        let now = tokio::time::Instant::now();
+        m.traffic
+            .observe(serde_json::from_str(body).expect("doc"), &live, now);
+        let text = encode(m.exposition(), Format::Text);
+        for line in [
+            "templater_upstream_requests_total{service=\"web\",color=\"blue\",class=\"2xx\"} 3\n",
+            "templater_upstream_requests_total{service=\"web\",color=\"blue\",class=\"failed\"} 1\n",
+            "templater_upstream_response_seconds_count{service=\"web\",color=\"blue\"} 5\n",
+            "templater_upstream_response_seconds_bucket{service=\"web\",color=\"blue\",le=\"0.001\"} 3\n",
+            "templater_upstream_response_seconds_bucket{service=\"web\",color=\"blue\",le=\"30\"} 4\n",
+            "templater_upstream_response_seconds_bucket{service=\"web\",color=\"blue\",le=\"+Inf\"} 5\n",
+        ] {
+            assert!(text.contains(line), "{line}in:\n{text}");
+        }
     }
 
     #[test]

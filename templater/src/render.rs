@@ -32,7 +32,7 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
 /// The Lua data plane's nginx modules (`templates/lua`), built in and installed into `--lua-dir`
 /// with the config in `--dataplane lua`: nginx runs the modules of the templater that renders
 /// for them. Installed verbatim (each is a template that is one raw block).
-pub const LUA_MODULES: [(&str, &str); 4] = [
+pub const LUA_MODULES: [(&str, &str); 5] = [
     (
         "swarmgate/balancer.lua",
         include_str!("../../templates/lua/swarmgate/balancer.lua"),
@@ -44,6 +44,10 @@ pub const LUA_MODULES: [(&str, &str); 4] = [
     (
         "swarmgate/state.lua",
         include_str!("../../templates/lua/swarmgate/state.lua"),
+    ),
+    (
+        "swarmgate/traffic.lua",
+        include_str!("../../templates/lua/swarmgate/traffic.lua"),
     ),
     (
         "swarmgate/validate.lua",

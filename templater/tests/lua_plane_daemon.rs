@@ -4,7 +4,8 @@
 //! failure across 30 flips, canary changes, scaling and a failing check, and an upgraded
 //! connection outlives them all; a new service renders and reloads once; nginx keeps serving with
 //! the templater killed, and a restarted nginx serves the state file before any push;
-//! `--wait-live` returns once nginx holds the version. Push latency is printed (`--nocapture`).
+//! `--wait-live` returns once nginx holds the version; per-colour traffic reaches `/metrics` and
+//! the dashboard. Push latency is printed (`--nocapture`).
 
 mod common;
 
@@ -582,4 +583,64 @@ fn lua_flags_are_checked_before_anything_starts() {
         assert_eq!(code, Some(64), "{extra:?}: {err}");
         assert!(err.contains(says), "{extra:?}: {err}");
     }
+}
+
+/// Traffic through nginx shows on the templater's `/metrics` (per colour, exactly what the
+/// client saw, in both formats) and as req/s and error rate in the dashboard's `/api/state`.
+#[tokio::test]
+async fn per_colour_traffic_reaches_the_metrics_and_the_dashboard() {
+    let consul = ConsulAgent::start().await;
+    let edge = LuaEdge::start().await;
+    let svc = unique("app");
+    let host = format!("{svc}.localhost");
+    let _blue = instances(&consul, &svc, "blue", 3).await;
+    let _green = instances(&consul, &svc, "green", 1).await;
+    let t = edge.templater(&consul);
+    ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
+    ok(&consul, &["canary", &svc, "10", "--wait-live", "20"]).await;
+    let counts = tally(edge.nginx(), &host, 500).await;
+    assert_eq!(counts.get("green"), Some(&50), "{counts:?}");
+    let requests = |color: &str, class: &str| {
+        format!("templater_upstream_requests_total{{service=\"{svc}\",color=\"{color}\",class=\"{class}\"}}")
+    };
+    let scrape = eventually(WAIT, "the counts on /metrics", || async {
+        let s = testkit::metrics::scrape(t.metrics_port).await?;
+        for color in ["blue", "green"] {
+            let seen = s.both(&requests(color, "2xx"))?;
+            anyhow::ensure!(
+                seen == counts[color] as f64,
+                "{color}: {seen} of {counts:?}"
+            );
+        }
+        Ok(s)
+    })
+    .await;
+    assert_eq!(scrape.both(&requests("blue", "5xx")).expect("5xx"), 0.0);
+    assert_eq!(
+        scrape.both(&requests("green", "failed")).expect("failed"),
+        0.0
+    );
+    let count =
+        format!("templater_upstream_response_seconds_count{{service=\"{svc}\",color=\"green\"}}");
+    assert_eq!(scrape.both(&count).expect("histogram"), 50.0);
+
+    let url = format!("http://127.0.0.1:{}/api/state", t.metrics_port);
+    let colors = eventually(WAIT, "the dashboard's traffic figures", || async {
+        let state: serde_json::Value = reqwest::get(&url).await?.json().await?;
+        let service = state["services"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == svc.as_str()))
+            .ok_or_else(|| anyhow::anyhow!("no {svc}: {state}"))?;
+        let colors = service["colors"].clone();
+        let listed = colors.as_array().map_or(0, Vec::len);
+        anyhow::ensure!(listed == 2, "blue and green: {colors}");
+        for c in colors.as_array().into_iter().flatten() {
+            let rate = c["requests_per_second"].as_f64().unwrap_or(0.0);
+            anyhow::ensure!(rate > 0.0, "no req/s yet: {colors}");
+            anyhow::ensure!(c["error_rate"] == 0.0, "error rate: {colors}");
+        }
+        Ok(colors)
+    })
+    .await;
+    println!("dashboard colours after 500 requests: {colors}");
 }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::live::LiveView;
 use crate::records::unix_now;
+use crate::traffic::Traffic;
 
 const SCRIPT: &str = include_str!("assets/dashboard.js");
 const STYLE: &str = include_str!("assets/dashboard.css");
@@ -33,25 +34,39 @@ pub type ConsulUp = Arc<dyn Fn() -> bool + Send + Sync>;
 #[derive(Clone)]
 struct Dashboard {
     live: watch::Receiver<Arc<LiveView>>,
+    traffic: Arc<Traffic>,
     consul_up: ConsulUp,
 }
 
 impl Dashboard {
     fn state(&self) -> state::DashboardState {
         let view = self.live.borrow().clone();
-        state::of(&view, (self.consul_up)(), unix_now())
+        state::of(
+            &view,
+            &self.traffic.figures(),
+            (self.consul_up)(),
+            unix_now(),
+        )
     }
 }
 
 /// The dashboard's routes.
-pub fn routes(live: watch::Receiver<Arc<LiveView>>, consul_up: ConsulUp) -> Router {
+pub fn routes(
+    live: watch::Receiver<Arc<LiveView>>,
+    traffic: Arc<Traffic>,
+    consul_up: ConsulUp,
+) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/fragment", get(fragment))
         .route("/api/state", get(api_state))
         .route("/assets/dashboard.js", get(script))
         .route("/assets/dashboard.css", get(style))
-        .with_state(Dashboard { live, consul_up })
+        .with_state(Dashboard {
+            live,
+            traffic,
+            consul_up,
+        })
 }
 
 fn html(body: String) -> Response {

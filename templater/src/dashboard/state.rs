@@ -1,7 +1,8 @@
 //! The dashboard's data (`/api/state`): this edge's live view reshaped for people — per service
 //! the split, the per-colour totals and every instance with its health, weight and share, then
 //! the recent deploys and the daemon's own condition. Everything comes from the [`LiveView`] the
-//! publisher wrote; nothing about traffic is decided here.
+//! publisher wrote and the traffic figures of [`crate::traffic`] (Lua data plane); nothing about
+//! traffic is decided here.
 
 use std::collections::BTreeMap;
 
@@ -9,6 +10,7 @@ use serde::Serialize;
 
 use crate::live::{DeployEvent, LiveView};
 use crate::plan::{LeftOutReason, ServicePlan};
+use crate::traffic::{Figures, Windows};
 
 /// The whole `/api/state` answer.
 #[derive(Debug, Serialize)]
@@ -65,7 +67,7 @@ pub struct ColorState {
     pub backups: usize,
     pub left_out: usize,
     pub share: f64,
-    /// Traffic figures from the edge (filled once the edge measures per-colour traffic).
+    /// Traffic over the last minute at this edge (Lua data plane; `None` without figures).
     pub requests_per_second: Option<f64>,
     pub error_rate: Option<f64>,
     pub p99_seconds: Option<f64>,
@@ -88,10 +90,15 @@ pub struct InstanceState {
     pub tags: Vec<String>,
 }
 
-/// Builds the answer from the live view.
-pub fn of(view: &LiveView, consul_up: bool, now_unix: u64) -> DashboardState {
+/// Builds the answer from the live view and the traffic figures.
+pub fn of(view: &LiveView, traffic: &Windows, consul_up: bool, now_unix: u64) -> DashboardState {
     let status = view.status.as_ref();
-    let services: Vec<ServiceState> = view.plan.services.values().map(service).collect();
+    let services: Vec<ServiceState> = view
+        .plan
+        .services
+        .values()
+        .map(|p| service(p, traffic))
+        .collect();
     DashboardState {
         generated_unix: now_unix,
         edge: EdgeState {
@@ -118,7 +125,7 @@ pub fn of(view: &LiveView, consul_up: bool, now_unix: u64) -> DashboardState {
     }
 }
 
-fn service(p: &ServicePlan) -> ServiceState {
+fn service(p: &ServicePlan, traffic: &Windows) -> ServiceState {
     let serving = p.instances.iter().map(|s| InstanceState {
         id: s.id.clone(),
         node: s.node.clone(),
@@ -156,25 +163,35 @@ fn service(p: &ServicePlan) -> ServiceState {
         sticky: p.sticky.clone(),
         excluded: p.excluded.clone(),
         held: p.held.clone(),
-        colors: colors_of(&instances),
+        colors: colors_of(&p.name, &instances, traffic),
         instances,
     }
 }
 
-/// Per-colour totals of a service's instances, sorted by colour.
-fn colors_of(instances: &[InstanceState]) -> Vec<ColorState> {
+/// Per-colour totals of a service's instances with their traffic, sorted by colour.
+fn colors_of(service: &str, instances: &[InstanceState], traffic: &Windows) -> Vec<ColorState> {
     let mut colors: BTreeMap<&str, ColorState> = BTreeMap::new();
     for i in instances {
         let name = i.color.as_deref().unwrap_or("none");
-        let c = colors.entry(name).or_insert_with(|| ColorState {
-            color: name.to_string(),
-            serving: 0,
-            backups: 0,
-            left_out: 0,
-            share: 0.0,
-            requests_per_second: None,
-            error_rate: None,
-            p99_seconds: None,
+        let c = colors.entry(name).or_insert_with(|| {
+            // The traffic's colour of instances without one is "".
+            let key = (service.to_string(), i.color.clone().unwrap_or_default());
+            let f = traffic.get(&key).cloned().unwrap_or_default();
+            let Figures {
+                requests_per_second,
+                error_rate,
+                p99_seconds,
+            } = f;
+            ColorState {
+                color: name.to_string(),
+                serving: 0,
+                backups: 0,
+                left_out: 0,
+                share: 0.0,
+                requests_per_second,
+                error_rate,
+                p99_seconds,
+            }
         });
         match (&i.left_out, i.backup) {
             (Some(_), _) => c.left_out += 1,

@@ -8,6 +8,7 @@ use swarmgate_consul::CheckStatus;
 use super::{page, state};
 use crate::live::{DeployEvent, LiveView, Split};
 use crate::plan::{LeftOut, LeftOutReason, Plan, Server, ServicePlan};
+use crate::traffic::{Figures, Windows};
 
 const HOSTILE: &str = "<script>alert(1)</script>";
 
@@ -83,7 +84,7 @@ fn view() -> LiveView {
 
 #[test]
 fn the_state_has_each_colour_share_and_instance_as_the_plan_says() {
-    let s = state::of(&view(), true, 100);
+    let s = state::of(&view(), &Windows::new(), true, 100);
     let app = &s.services[0];
     assert_eq!((app.active.as_deref(), app.canary), (Some("blue"), 10));
     let shares: Vec<(&str, usize, usize, f64)> = app
@@ -110,7 +111,7 @@ fn the_state_has_each_colour_share_and_instance_as_the_plan_says() {
 
 #[test]
 fn values_from_consul_are_text_never_markup() {
-    let s = state::of(&view(), false, 100);
+    let s = state::of(&view(), &Windows::new(), false, 100);
     for html in [page::page(&s), page::fragment(&s)] {
         assert!(!html.contains(HOSTILE), "unescaped value in {html}");
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -124,7 +125,7 @@ fn values_from_consul_are_text_never_markup() {
 
 #[test]
 fn the_page_shows_the_split_the_colours_and_the_deploy() {
-    let html = page::page(&state::of(&view(), true, 100));
+    let html = page::page(&state::of(&view(), &Windows::new(), true, 100));
     assert!(html.contains("data-service=\"app\""));
     assert!(html.contains("<b data-active>blue</b>"));
     assert!(html.contains("<b data-canary>10%</b>"));
@@ -140,7 +141,48 @@ fn a_starting_edge_renders_without_a_plan() {
         plan: Arc::default(),
         history: VecDeque::new(),
     };
-    let html = page::page(&state::of(&empty, false, 1));
+    let html = page::page(&state::of(&empty, &Windows::new(), false, 1));
     assert!(html.contains("No services yet."));
     assert!(html.contains("unreachable"));
+}
+
+#[test]
+fn each_colour_shows_its_traffic_figures() {
+    let mut traffic = Windows::new();
+    traffic.insert(
+        ("app".into(), "green".into()),
+        Figures {
+            requests_per_second: Some(12.5),
+            error_rate: Some(4.0),
+            p99_seconds: Some(0.25),
+        },
+    );
+    // Another service's figures of the same colour are not this one's.
+    traffic.insert(
+        ("other".into(), "blue".into()),
+        Figures {
+            requests_per_second: Some(99.0),
+            ..Figures::default()
+        },
+    );
+    let s = state::of(&view(), &traffic, true, 100);
+    let colors = &s.services[0].colors;
+    let (blue, green) = (&colors[0], &colors[1]);
+    assert_eq!(blue.color, "blue");
+    assert_eq!(
+        (blue.requests_per_second, blue.error_rate, blue.p99_seconds),
+        (None, None, None)
+    );
+    assert_eq!(
+        (
+            green.requests_per_second,
+            green.error_rate,
+            green.p99_seconds
+        ),
+        (Some(12.5), Some(4.0), Some(0.25))
+    );
+    let html = page::page(&s);
+    assert!(html.contains("12.5"), "{html}");
+    assert!(html.contains("4.00%"), "{html}");
+    assert!(html.contains("250 ms"), "{html}");
 }

@@ -1,9 +1,11 @@
--- Unit tests of the Lua data plane's pure parts (swarmgate.validate, the balancer's schedule),
+-- Unit tests of the Lua data plane's pure parts (swarmgate.validate, the balancer's schedule,
+-- the traffic buckets),
 -- run inside a real nginx by content_by_lua_file (lua_plane_nginx.rs: lua_units_pass). Answers
 -- "ok <n>" or one failure a line.
 
 local validate = require "swarmgate.validate"
 local schedule = require("swarmgate.balancer")._schedule
+local traffic = require "swarmgate.traffic"
 
 local failures, checks = {}, 0
 
@@ -141,6 +143,15 @@ if sb and sb.total then
     end
     check(same < 200, "the fallback spreads: " .. same .. " repeats in 1000")
 end
+
+-- traffic: latency buckets ------------------------------------------------------------------------
+
+for _, case in ipairs({ { 0, 1 }, { 0.001, 1 }, { 0.0011, 2 }, { 0.25, 8 }, { 1, 10 },
+                        { 30, 14 }, { 30.001, nil } }) do
+    local got = traffic._bucket(case[1])
+    check(got == case[2], "bucket of " .. case[1] .. ": " .. tostring(got))
+end
+check(#traffic.BOUNDS == 14, "14 buckets, as LATENCY_BUCKETS")
 
 if #failures == 0 then
     ngx.say("ok ", checks)

@@ -184,6 +184,7 @@ function M.balance(name)
     if not req then
         local svc, why = state.service(name)
         if not svc then
+            ctx.swarmgate = { name = name, tried = {} } -- counted as failed (swarmgate.traffic)
             return no_peer(name, why)
         end
         req = { name = name, svc = svc, tried = {} }

@@ -3,10 +3,12 @@
 --   PUT /state  whole document -> 200 {"version":N} | 400 {"error":...} | 409 {"error":"stale",
 --               "version":HELD}; nginx itself answers 413 above client_max_body_size.
 --   GET /state  -> 200 the held document ({"version":null,"services":{}} before the first one).
+--   GET /traffic -> 200 the traffic figures since nginx started (swarmgate.traffic).
 --   Any other path 404, any other method 405.
 
 local cjson = require "cjson.safe"
 local state = require "swarmgate.state"
+local traffic = require "swarmgate.traffic"
 local validate = require "swarmgate.validate"
 
 local M = {}
@@ -68,10 +70,17 @@ end
 
 -- content_by_lua entry point of the control server.
 function M.handle()
-    if ngx.var.uri ~= "/state" then
+    local uri, method = ngx.var.uri, ngx.req.get_method()
+    if uri == "/traffic" then
+        if method ~= "GET" then
+            ngx.header["Allow"] = "GET"
+            return error_reply(405, "method not allowed")
+        end
+        return reply(200, traffic.json())
+    end
+    if uri ~= "/state" then
         return error_reply(404, "not found")
     end
-    local method = ngx.req.get_method()
     if method == "PUT" then
         return put_state()
     elseif method == "GET" then
