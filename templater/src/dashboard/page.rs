@@ -65,13 +65,13 @@ fn edge(out: &mut String, state: &DashboardState) {
     };
     let _ = write!(
         out,
-        "<header>\n<h1>{}</h1>\n<dl>\
+        "<header>\n<h1>swarmgate edge <span class=\"edge\">{}</span></h1>\n<dl>\
          <dt>data plane</dt><dd>{}</dd><dt>consul</dt><dd>{consul}</dd>\
          <dt>live version</dt><dd>{}</dd><dt>last install</dt><dd>{}</dd>\
          <dt>last reload</dt><dd>{}</dd><dt>last push</dt><dd>{}</dd>\
          <dt>services</dt><dd>{} served, {} not as Consul says</dd>\
          <dt>last error</dt><dd>{}</dd></dl>\n",
-        escape(e.name.as_deref().unwrap_or("edge (starting)")),
+        escape(e.name.as_deref().unwrap_or("(starting)")),
         escape(e.dataplane.as_deref().unwrap_or("-")),
         e.live_version.map_or("-".into(), |v| v.to_string()),
         ago(e.last_install_unix, now),
