@@ -83,12 +83,14 @@ async fn push_floor(lua: &LuaNginx, n: usize) -> anyhow::Result<Series> {
 }
 
 /// A new blue instance registered in Consul, timed until nginx answers from it; then removed.
+/// Each registration is an isolated change (the removal before it is older than `--wait`'s
+/// MIN, 200 ms), so it goes out at once rather than coalesced with the removal.
 async fn instance_added(client: &Client, port: u16, n: usize) -> anyhow::Result<Series> {
     let mut s = Series::default();
     for i in 0..n {
         let text = format!("blue-new-{i}");
         let backend = Backend::start(&text);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         let t0 = Instant::now();
         client
             .register_service(&ServiceRegistration {
