@@ -90,10 +90,13 @@ pub fn templater(
 impl TemplaterDaemon {
     /// Its `/metrics` text; empty while the endpoint does not answer (yet).
     pub async fn metrics(&self) -> String {
-        crate::metrics::scrape(self.metrics_port)
-            .await
-            .map(|m| m.text)
-            .unwrap_or_default()
+        match crate::metrics::scrape(self.metrics_port).await {
+            Ok(m) => m.text,
+            Err(e) => {
+                eprintln!("templater /metrics: {e:#}");
+                String::new()
+            }
+        }
     }
 }
 

@@ -31,6 +31,11 @@ pub struct Collector(pub Arc<Traffic>);
 impl Collect for Collector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let totals = self.0.totals();
+        if totals.is_empty() {
+            // No traffic seen (reload mode, or none yet): no families at all. An empty family
+            // followed by another is what strict OpenMetrics parsers refuse.
+            return Ok(());
+        }
         let mut m = encoder.encode_descriptor(
             "templater_upstream_requests",
             "Responses through nginx by service, colour (of the instance that answered) and class: 2xx, 3xx, 4xx, 5xx, and failed (no instance answered; also counted as 5xx); Lua data plane",
