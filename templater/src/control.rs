@@ -171,23 +171,7 @@ impl Control {
 
     /// The document nginx holds; `None` before its first one.
     pub async fn get(&self) -> Result<Option<StateDoc>, ControlError> {
-        let resp = self
-            .http
-            .get(format!("{}/state", self.base))
-            .send()
-            .await
-            .map_err(|e| self.unreachable(e))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| self.unreachable(e))?;
-        if status != 200 {
-            return Err(ControlError::Unexpected(format!(
-                "{status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            )));
-        }
-        let held: Held = serde_json::from_slice(&body).map_err(|e| {
-            ControlError::Unexpected(format!("200 with a body that is no state: {e}"))
-        })?;
+        let held: Held = self.get_json("/state", "state").await?;
         Ok(held.version.map(|version| StateDoc {
             version,
             services: held.services,
@@ -196,9 +180,18 @@ impl Control {
 
     /// nginx's traffic counters since it started.
     pub async fn get_traffic(&self) -> Result<TrafficDoc, ControlError> {
+        self.get_json("/traffic", "traffic").await
+    }
+
+    /// GET `path` on the control endpoint: a 200 with a JSON body that is a `what`.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        what: &str,
+    ) -> Result<T, ControlError> {
         let resp = self
             .http
-            .get(format!("{}/traffic", self.base))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
@@ -211,7 +204,7 @@ impl Control {
             )));
         }
         serde_json::from_slice(&body).map_err(|e| {
-            ControlError::Unexpected(format!("200 with a body that is no traffic: {e}"))
+            ControlError::Unexpected(format!("200 with a body that is no {what}: {e}"))
         })
     }
 }
