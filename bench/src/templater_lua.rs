@@ -3,8 +3,6 @@
 //! push straight to nginx's control socket → serving); and 30 flips under keep-alive load (16
 //! pooled connections), in both data planes, counting failed requests.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use swarmgate_consul::{Client, ServiceRegistration};
@@ -134,68 +132,16 @@ async fn large_push(lua: &LuaNginx, services: usize) -> anyhow::Result<(usize, f
     Ok((doc.len(), t0.elapsed().as_secs_f64() * 1000.0))
 }
 
-/// Requests from `clients` tasks on one pooled (keep-alive) HTTP client until stopped.
-pub struct KeepAliveLoad {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl KeepAliveLoad {
-    pub fn start(port: u16, clients: usize) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(clients)
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        let (stop, ok, failed) = Default::default();
-        let mut load = KeepAliveLoad {
-            stop,
-            ok,
-            failed,
-            tasks: Vec::new(),
-        };
-        for _ in 0..clients {
-            let (http, stop) = (http.clone(), load.stop.clone());
-            let (ok, failed) = (load.ok.clone(), load.failed.clone());
-            let url = format!("http://127.0.0.1:{port}/");
-            load.tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::Relaxed) {
-                    let answer = http.get(&url).header("host", HOST).send().await;
-                    let good = match answer {
-                        Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                        _ => false,
-                    };
-                    let counter = if good { &ok } else { &failed };
-                    counter.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        Ok(load)
-    }
-
-    /// Stops and answers (ok, failed).
-    pub async fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// 30 KV flips while 16 keep-alive clients send requests: (ok, failed).
 pub async fn flips_under_keepalive(client: &Client, port: u16) -> anyhow::Result<(u64, u64)> {
-    let load = KeepAliveLoad::start(port, 16)?;
+    let load = testkit::http::Load::keep_alive(port, HOST, 16);
     for i in 0..30 {
         let want = if i % 2 == 0 { "green" } else { "blue" };
         client.kv_put("deploy/app/active", want.as_bytes()).await?;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    Ok(load.finish().await)
+    let totals = load.finish().await;
+    Ok((totals.ok, totals.failed))
 }
 
 /// Runs the Lua data plane's figures, and the keep-alive figure of the reload plane beside it.

@@ -10,8 +10,6 @@
 mod common;
 
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -272,65 +270,6 @@ async fn id_instance(
     (id, check, b)
 }
 
-/// Requests from `n` clients, each on one connection kept alive, until stopped.
-struct KeepAliveClients {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    served: Arc<AtomicU64>,
-    clients: Vec<tokio::task::JoinHandle<Vec<String>>>,
-}
-
-impl KeepAliveClients {
-    fn start(nginx: &NginxServer, host: &str, n: usize) -> Self {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let url = format!("http://127.0.0.1:{}/", nginx.port);
-        let clients = (0..n)
-            .map(|_| {
-                let (stop, served, url, host) =
-                    (stop.clone(), served.clone(), url.clone(), host.to_string());
-                tokio::spawn(async move {
-                    let http = reqwest::Client::builder()
-                        .pool_max_idle_per_host(1)
-                        .no_proxy()
-                        .build()
-                        .expect("client");
-                    let mut errors = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
-                        let r = http.get(&url).header("host", &host).send().await;
-                        let outcome = match r {
-                            Ok(resp) if resp.status() == 200 => {
-                                resp.text().await.map(drop).map_err(|e| e.to_string())
-                            }
-                            Ok(resp) => Err(format!("status {}", resp.status())),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        match outcome {
-                            Ok(()) => drop(served.fetch_add(1, Ordering::Relaxed)),
-                            Err(e) => errors.push(e),
-                        }
-                    }
-                    errors
-                })
-            })
-            .collect();
-        KeepAliveClients {
-            stop,
-            served,
-            clients,
-        }
-    }
-
-    /// Stops them; answers the requests served and the failures.
-    async fn finish(self) -> (u64, Vec<String>) {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut errors = Vec::new();
-        for c in self.clients {
-            errors.extend(c.await.expect("client task"));
-        }
-        (self.served.load(Ordering::Relaxed), errors)
-    }
-}
-
 /// Waits until the state nginx holds has `n` peers for `service`.
 async fn peers_become(edge: &LuaEdge, service: &str, n: usize) {
     eventually(WAIT, "nginx's state has the peers", || async {
@@ -367,7 +306,7 @@ async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_no
     let mut ws = Upgraded::open(edge.nginx().port, &host).await;
     assert_eq!(ws.echo("before").await, "blue:before");
 
-    let load = KeepAliveClients::start(edge.nginx(), &host, 8);
+    let load = testkit::http::Load::keep_alive(edge.nginx().port, &host, 8);
     for i in 0..30 {
         let color = if i % 2 == 0 { "green" } else { "blue" };
         ok(&consul, &["flip", &svc, color, "--wait-live", "20"]).await;
@@ -391,7 +330,8 @@ async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_no
     let (_, failing, _) = &blue[0];
     set_check(&consul, failing, "critical").await;
     peers_become(&edge, &svc, 3).await;
-    let (served, errors) = load.finish().await;
+    let totals = load.finish().await;
+    let (served, errors) = (totals.ok, totals.errors);
 
     println!(
         "lua data plane: 30 flips, 3 canary changes, scale up and down, a failing check under 8 keep-alive clients: {served} served, {} failed",
