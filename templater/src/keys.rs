@@ -1,11 +1,14 @@
 //! The map of the templater's KV keys, the one module that formats and parses them.
 //!
 //! - Deploy settings, written by the deploy CLI and watched by every edge:
-//!   `<prefix>/<service>/active|canary|previous`.
+//!   `<prefix>/<service>/active|canary|previous`, and `<prefix>/<service>/promotion` while
+//!   `templater promote` walks the service (the edges publish its traffic every second then).
 //! - The edges' own records, kept *outside* the settings tree so that an edge writing them
 //!   never wakes the other edges' settings watch: `<prefix>-templater/status/<edge>` (what the
 //!   edge runs with, its last install and error) and `<prefix>-templater/installed/<service>/<edge>`
-//!   (the plan that edge has live for the service, and the settings index it acknowledges).
+//!   (the plan that edge has live for the service, and the settings index it acknowledges),
+//!   `<prefix>-templater/traffic/<service>/<edge>` (that edge's per-colour traffic counters for
+//!   the service) and `<prefix>-templater/history/<service>` (the bounded deploy history).
 //!
 //! Service names are key segments ([`rules::key_segment`]): a `/` in a name never adds a level.
 
@@ -17,6 +20,7 @@ pub enum Field {
     Active,
     Canary,
     Previous,
+    Promotion,
 }
 
 impl Field {
@@ -25,6 +29,7 @@ impl Field {
             Field::Active => "active",
             Field::Canary => "canary",
             Field::Previous => "previous",
+            Field::Promotion => "promotion",
         }
     }
 
@@ -33,6 +38,7 @@ impl Field {
             "active" => Field::Active,
             "canary" => Field::Canary,
             "previous" => Field::Previous,
+            "promotion" => Field::Promotion,
             _ => return None,
         })
     }
@@ -130,6 +136,40 @@ impl Keys {
         Some((rules::parse_key_segment(service)?, edge.to_string()))
     }
 
+    /// `<prefix>-templater/traffic/`.
+    pub fn traffic_root(&self) -> String {
+        format!("{}traffic/", self.records_dir())
+    }
+
+    /// `<prefix>-templater/traffic/<service>/`: every edge's traffic record for one service.
+    pub fn traffic_dir(&self, service: &str) -> String {
+        format!("{}{}/", self.traffic_root(), rules::key_segment(service))
+    }
+
+    /// `<prefix>-templater/traffic/<service>/<edge>`.
+    pub fn traffic(&self, service: &str, edge: &str) -> String {
+        format!("{}{edge}", self.traffic_dir(service))
+    }
+
+    /// `(service, edge)` of a traffic key.
+    pub fn parse_traffic(&self, key: &str) -> Option<(String, String)> {
+        let rest = key.strip_prefix(&self.traffic_root())?;
+        let (service, edge) = rest.split_once('/')?;
+        if edge.is_empty() || edge.contains('/') {
+            return None;
+        }
+        Some((rules::parse_key_segment(service)?, edge.to_string()))
+    }
+
+    /// `<prefix>-templater/history/<service>`: the service's deploy history.
+    pub fn history(&self, service: &str) -> String {
+        format!(
+            "{}history/{}",
+            self.records_dir(),
+            rules::key_segment(service)
+        )
+    }
+
     /// Where releases before the records moved kept them: `<prefix>/_templater/<edge>/`.
     pub fn legacy_dir(&self, edge: &str) -> String {
         format!("{}/_templater/{edge}/", self.prefix)
@@ -156,6 +196,19 @@ mod tests {
         assert_eq!(k.parse_setting("deploy/web/installed/x"), None);
         assert_eq!(k.parse_setting("deploy/_templater/e/status"), None);
         assert_eq!(k.parse_installed(&k.status("edge1")), None);
+        let key = k.traffic("svc/v1", "edge1");
+        assert_eq!(key, "deploy-templater/traffic/svc%2Fv1/edge1");
+        assert_eq!(
+            k.parse_traffic(&key),
+            Some(("svc/v1".into(), "edge1".into()))
+        );
+        assert_eq!(k.parse_traffic(&k.installed("web", "e")), None);
+        assert_eq!(k.history("web"), "deploy-templater/history/web");
+        let key = k.setting("web", Field::Promotion);
+        assert_eq!(
+            k.parse_setting(&key),
+            Some(("web".into(), Field::Promotion))
+        );
     }
 
     #[test]
@@ -163,6 +216,8 @@ mod tests {
         let k = Keys::new("deploy").expect("prefix");
         assert!(!k.status("e").starts_with(&k.settings_dir()));
         assert!(!k.installed("web", "e").starts_with(&k.settings_dir()));
+        assert!(!k.traffic("web", "e").starts_with(&k.settings_dir()));
+        assert!(!k.history("web").starts_with(&k.settings_dir()));
         assert!(Keys::new("/").is_err());
     }
 }

@@ -354,7 +354,7 @@ mod tests {
         let m = Metrics::default();
         let body = r#"{"epoch":1,"services":{"web":{"blue":{"requests":5,"2xx":3,"3xx":0,
             "4xx":0,"5xx":2,"failed":1,"buckets":[3,0,0,0,0,0,0,0,0,1,0,0,0,0],"sum_seconds":1.5}}}}"#;
-        let live: BTreeSet<String> = ["web".to_string()].into();
+        let live: crate::traffic::LiveIndex = [("web".to_string(), 1)].into();
         let now = tokio::time::Instant::now();
         m.traffic
             .observe(serde_json::from_str(body).expect("doc"), &live, now);

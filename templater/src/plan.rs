@@ -196,6 +196,7 @@ pub fn build(
         active: None,
         canary: 0,
         previous: None,
+        promoting: false,
         index: 0,
     };
     let mut plan = Plan {

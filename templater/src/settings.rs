@@ -1,6 +1,6 @@
 //! Deploy settings in Consul KV (keys in [`crate::keys`]): `active` (a colour), `canary`
-//! (0–100) and `previous` (for rollback) per service. Parsing validates every value and keeps
-//! the last good one when a new one is bad.
+//! (0–100), `previous` (for rollback) and `promotion` (a running `templater promote`) per
+//! service. Parsing validates every value and keeps the last good one when a new one is bad.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,9 @@ pub struct DeploySettings {
     pub active: Option<String>,
     pub canary: u8,
     pub previous: Option<String>,
+    /// A `promotion` record is present: `templater promote` is walking the service, so the
+    /// edges publish its traffic every second (the record itself is the CLI's).
+    pub promoting: bool,
     /// The highest ModifyIndex of `active` and `canary`: what an install acknowledges.
     pub index: u64,
 }
@@ -106,6 +109,7 @@ pub fn parse(
                     entry.previous = None;
                 }
             },
+            Field::Promotion => entry.promoting = !pair.value.is_empty(),
         }
     }
     (out, errors)
@@ -148,6 +152,7 @@ mod tests {
                 active: Some("green".into()),
                 canary: 10,
                 previous: Some("blue".into()),
+                promoting: false,
                 index: 9
             }
         );

@@ -144,6 +144,7 @@ pub(crate) mod tests {
                 active: Some(active.into()),
                 canary,
                 previous: None,
+                promoting: false,
                 index: 7,
             },
         );

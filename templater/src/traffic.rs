@@ -10,11 +10,11 @@
 //!
 //! Services that are not in the live plan any more lose their totals and window.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use swarmgate_runtime::metrics::LATENCY_BUCKETS;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -30,7 +30,7 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 
 /// One service/colour pair's counters, as `GET /traffic` answers them (cumulative). `failed`
 /// (no peer answered; nginx's own 502/504) is also counted in `c5xx`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Counts {
     pub requests: u64,
@@ -98,12 +98,12 @@ impl Counts {
         }
     }
 
-    fn plus(&self, d: &Counts) -> Counts {
+    pub fn plus(&self, d: &Counts) -> Counts {
         self.zip(d, u64::saturating_add, self.sum_seconds + d.sum_seconds)
     }
 
-    /// What was counted since `earlier` (of the same nginx).
-    fn since(&self, earlier: &Counts) -> Counts {
+    /// What was counted since `earlier` (of the same counting).
+    pub fn since(&self, earlier: &Counts) -> Counts {
         let sum = (self.sum_seconds - earlier.sum_seconds).max(0.0);
         self.zip(earlier, u64::saturating_sub, sum)
     }
@@ -135,6 +135,18 @@ pub struct Figures {
 /// The figures of every pair with traffic data.
 pub type Windows = BTreeMap<Pair, Figures>;
 
+/// Per live service, the settings index its live plan followed just before a reading was
+/// taken: everything counted after that reading was served under those settings or later.
+pub type LiveIndex = BTreeMap<String, u64>;
+
+/// One service's totals with the settings index they are as of ([`LiveIndex`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ServiceTotals {
+    pub settings_index: u64,
+    /// Totals per colour (`""`: no colour).
+    pub colors: BTreeMap<String, Counts>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     epoch: Option<f64>,
@@ -146,6 +158,8 @@ struct Inner {
     totals: BTreeMap<Pair, Counts>,
     /// Samples of `totals`, oldest first, reaching back to [`WINDOW`].
     samples: BTreeMap<Pair, VecDeque<(Instant, Counts)>>,
+    /// The live index of the last reading.
+    as_of: LiveIndex,
 }
 
 /// The traffic this edge's nginx counted, shared by the poller, `/metrics` and the dashboard.
@@ -159,9 +173,9 @@ impl Traffic {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes one reading of nginx's counters at `now`; `live` names the services in the live
-    /// plan (the others are dropped).
-    pub fn observe(&self, doc: TrafficDoc, live: &BTreeSet<String>, now: Instant) {
+    /// Takes one reading of nginx's counters at `now`; `live` holds the services in the live
+    /// plan (the others are dropped) with the settings index live before the reading began.
+    pub fn observe(&self, doc: TrafficDoc, live: &LiveIndex, now: Instant) {
         let mut inner = self.lock();
         let restarted = inner.epoch.is_some_and(|e| e != doc.epoch);
         // When nginx's counts began, if within the window (they all happened since).
@@ -175,7 +189,7 @@ impl Traffic {
                     Some(prev) if !restarted && !counts.went_down(prev) => counts.since(prev),
                     _ => counts.clone(),
                 };
-                if live.contains(&service) {
+                if live.contains_key(&service) {
                     let total = inner.totals.entry(pair.clone()).or_default();
                     *total = total.plus(&delta);
                 }
@@ -183,7 +197,8 @@ impl Traffic {
             }
         }
         inner.last = last;
-        inner.totals.retain(|(s, _), _| live.contains(s));
+        inner.totals.retain(|(s, _), _| live.contains_key(s));
+        inner.as_of = live.clone();
         let Inner {
             totals,
             samples,
@@ -218,6 +233,22 @@ impl Traffic {
             .iter()
             .map(|(p, c)| (p.clone(), c.clone()))
             .collect()
+    }
+
+    /// One service's totals as of the last reading; `None` when it is not live.
+    pub fn service_totals(&self, service: &str) -> Option<ServiceTotals> {
+        let inner = self.lock();
+        let settings_index = *inner.as_of.get(service)?;
+        let colors = inner
+            .totals
+            .range((service.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == service)
+            .map(|((_, c), counts)| (c.clone(), counts.clone()))
+            .collect();
+        Some(ServiceTotals {
+            settings_index,
+            colors,
+        })
     }
 
     /// Each pair's figures over the window.
@@ -292,16 +323,11 @@ pub async fn poll(
             _ = token.cancelled() => return,
             _ = tick.tick() => {}
         }
+        let index = live_index(&live.borrow());
         match control.get_traffic().await {
             Ok(doc) => {
                 failing = false;
-                let services: BTreeSet<String> = live
-                    .borrow()
-                    .plan
-                    .served()
-                    .map(|s| s.name.clone())
-                    .collect();
-                traffic.observe(doc, &services, Instant::now());
+                traffic.observe(doc, &index, Instant::now());
             }
             Err(e) if !failing => {
                 failing = true;
@@ -310,6 +336,14 @@ pub async fn poll(
             Err(_) => {}
         }
     }
+}
+
+/// The served services of `view` with the settings index each one's live plan follows.
+pub fn live_index(view: &LiveView) -> LiveIndex {
+    view.plan
+        .served()
+        .map(|s| (s.name.clone(), s.settings_index))
+        .collect()
 }
 
 #[cfg(test)]

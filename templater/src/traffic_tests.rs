@@ -28,8 +28,8 @@ fn doc(epoch: f64, pairs: &[(&str, &str, Counts)]) -> TrafficDoc {
     d
 }
 
-fn live(names: &[&str]) -> BTreeSet<String> {
-    names.iter().map(|n| n.to_string()).collect()
+fn live(names: &[&str]) -> LiveIndex {
+    names.iter().map(|n| (n.to_string(), 1)).collect()
 }
 
 fn pair(s: &str, c: &str) -> Pair {
@@ -193,4 +193,33 @@ fn nginx_counts_in_the_buckets_of_the_metrics() {
         .map(|b| b.trim().parse().expect("a number"))
         .collect();
     assert_eq!(bounds, LATENCY_BUCKETS);
+}
+
+#[test]
+fn service_totals_carry_the_index_live_before_the_reading() {
+    let t = Traffic::default();
+    let now = Instant::now();
+    let mut index: LiveIndex = [("app".to_string(), 7), ("other".to_string(), 3)].into();
+    t.observe(
+        doc(
+            1.0,
+            &[
+                ("app", "blue", counts(10, 1, 0)),
+                ("app", "green", counts(4, 0, 0)),
+                ("other", "blue", counts(1, 0, 0)),
+            ],
+        ),
+        &index,
+        now,
+    );
+    let totals = t.service_totals("app").expect("live");
+    assert_eq!(totals.settings_index, 7);
+    assert_eq!(totals.colors.keys().collect::<Vec<_>>(), ["blue", "green"]);
+    assert_eq!(totals.colors["green"].requests, 4);
+    index.insert("app".into(), 9);
+    t.observe(doc(1.0, &[("app", "green", counts(6, 0, 0))]), &index, now);
+    let totals = t.service_totals("app").expect("live");
+    assert_eq!(totals.settings_index, 9);
+    assert_eq!(totals.colors["green"].requests, 6);
+    assert_eq!(t.service_totals("gone"), None);
 }
