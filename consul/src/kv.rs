@@ -13,6 +13,8 @@ pub struct KvPair {
     pub key: String,
     pub value: Vec<u8>,
     pub modify_index: u64,
+    /// The session holding the key's lock, if one does ([`crate::session`]).
+    pub session: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -21,6 +23,8 @@ struct RawPair {
     key: String,
     value: Option<String>,
     modify_index: u64,
+    #[serde(default)]
+    session: Option<String>,
 }
 
 impl RawPair {
@@ -35,6 +39,7 @@ impl RawPair {
             key: self.key,
             value,
             modify_index: self.modify_index,
+            session: self.session.filter(|s| !s.is_empty()),
         })
     }
 }

@@ -13,7 +13,8 @@
 //! - [`kv`]: KV reads, writes, check-and-set and deletes.
 //! - [`health`]: service instances with their health, and the catalog's service list.
 //! - [`catalog`]: nodes, a node's services, every check's state.
-//! - [`txn`]: atomic KV transactions with check-and-set.
+//! - [`txn`]: atomic KV transactions with check-and-set and locks.
+//! - [`session`]: leases that hold KV locks while renewed.
 //! - [`status`]: leader discovery.
 //! - [`watch`]: the blocking-query loop (index rules, jitter, backoff).
 //! - [`error`]: the error type and which errors are retryable.
@@ -30,6 +31,7 @@ pub mod error;
 pub mod health;
 pub mod kv;
 pub mod rules;
+pub mod session;
 pub mod status;
 pub mod txn;
 pub mod watch;

@@ -23,6 +23,15 @@ pub enum KvOp {
     },
     /// Delete unconditionally.
     Delete { key: String },
+    /// Write and take the key's lock for `session` ([`crate::session`]); loses (the whole
+    /// transaction with it) when another session holds it.
+    Lock {
+        key: String,
+        value: Vec<u8>,
+        session: String,
+    },
+    /// Fails the transaction unless the key's ModifyIndex is `index`; writes nothing.
+    CheckIndex { key: String, index: u64 },
 }
 
 impl KvOp {
@@ -36,6 +45,16 @@ impl KvOp {
                 json!({"KV": {"Verb": "cas", "Key": key, "Value": b64(value), "Index": index}})
             }
             KvOp::Delete { key } => json!({"KV": {"Verb": "delete", "Key": key}}),
+            KvOp::Lock {
+                key,
+                value,
+                session,
+            } => {
+                json!({"KV": {"Verb": "lock", "Key": key, "Value": b64(value), "Session": session}})
+            }
+            KvOp::CheckIndex { key, index } => {
+                json!({"KV": {"Verb": "check-index", "Key": key, "Index": index}})
+            }
         }
     }
 }

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
                 key: format!("deploy/{}", String::from_utf8_lossy(key)),
                 value: value.to_vec(),
                 modify_index: i as u64,
+                session: None,
             }
         })
         .collect();

@@ -74,6 +74,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show settings and instances as Consul says, and per edge the plan it has live (shares).
     Status(StatusArgs),
+    /// Move traffic to COLOR in steps, judging each on live traffic; roll back on failure.
+    Promote(Box<crate::promote::PromoteArgs>),
 }
 
 #[derive(Debug, Args)]

@@ -148,6 +148,20 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
             .instrument(tracing::info_span!("traffic")),
         );
     }
+    if !cfg.dry_run {
+        let publisher = crate::traffic_publish::TrafficPublisher {
+            client: client.clone(),
+            keys: cfg.keys.clone(),
+            edge: cfg.name.clone(),
+            traffic: metrics.traffic.clone(),
+            settings: settings_rx.clone(),
+        };
+        tracker.spawn(
+            publisher
+                .run(token.child_token())
+                .instrument(tracing::info_span!("traffic-publish")),
+        );
+    }
     let _file_watcher =
         crate::rerender::spawn(&cfg.templates, rerender_tx.clone(), token.child_token());
     if !cfg.dry_run {

@@ -26,6 +26,15 @@ pub enum DeployError {
     Conflict(String),
     #[error("not live after {0:?}: {1}")]
     NotLive(Duration, String),
+    /// A promotion step failed (or was aborted); traffic is back on the active colour.
+    #[error("rolled back: {0}")]
+    StepFailed(String),
+    /// A promotion reached no verdict in time; traffic is back on the active colour.
+    #[error("inconclusive, rolled back: {0}")]
+    Inconclusive(String),
+    /// Stopped by a signal (after rolling back); the exit code is 128 + the signal.
+    #[error("stopped by {0}, rolled back")]
+    Signalled(&'static str, u8),
     #[error("{0}; the token needs key_prefix write on the KV prefix and service_prefix/node_prefix read")]
     Denied(swarmgate_consul::Error),
     #[error(transparent)]
@@ -51,6 +60,9 @@ impl DeployError {
             DeployError::Refused(_) => 3,
             DeployError::Conflict(_) => 4,
             DeployError::NotLive(..) => 5,
+            DeployError::StepFailed(_) => 6,
+            DeployError::Inconclusive(_) => 7,
+            DeployError::Signalled(_, code) => *code,
         }
     }
 }
@@ -64,13 +76,13 @@ pub struct Deploy {
 }
 
 /// A KV value with its ModifyIndex (0 when absent).
-struct Current {
-    value: Option<String>,
-    index: u64,
+pub(crate) struct Current {
+    pub value: Option<String>,
+    pub index: u64,
 }
 
 impl Deploy {
-    async fn read(&self, service: &str, field: Field) -> Result<Current, DeployError> {
+    pub(crate) async fn read(&self, service: &str, field: Field) -> Result<Current, DeployError> {
         let pair = self
             .client
             .kv_get(&self.keys.setting(service, field))
@@ -83,7 +95,7 @@ impl Deploy {
         })
     }
 
-    fn check_service(service: &str) -> Result<(), DeployError> {
+    pub(crate) fn check_service(service: &str) -> Result<(), DeployError> {
         swarmgate_consul::rules::service_name(service)
             .map_err(|e| DeployError::Invalid(format!("service {service:?}: {e}")))
     }
@@ -103,7 +115,7 @@ impl Deploy {
             .count())
     }
 
-    async fn require_passing(
+    pub(crate) async fn require_passing(
         &self,
         service: &str,
         color: &str,
@@ -137,7 +149,8 @@ impl Deploy {
             None => self.other_color(current.as_deref(), service)?,
         };
         self.require_passing(service, &target, force).await?;
-        self.commit(service, &target, current.as_deref(), active.index)
+        let ended = self.promotion_guard(service).await?;
+        self.commit(service, &target, current.as_deref(), active.index, ended)
             .await?;
         let was = current.map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
         let index = self.read(service, Field::Active).await?.index;
@@ -147,9 +160,13 @@ impl Deploy {
         ))
     }
 
-    /// Back to the previous colour, canary 0.
+    /// Back to the previous colour, canary 0; during a promotion (running or interrupted),
+    /// back to the colour it started from, ending the promotion.
     pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
         Self::check_service(service)?;
+        if let Some(found) = crate::promote::record::read(&self.client, &self.keys, service).await? {
+            return self.abort_promotion(service, &found).await;
+        }
         let active = self.read(service, Field::Active).await?;
         let previous = self.read(service, Field::Previous).await?;
         let target = previous
@@ -164,13 +181,77 @@ impl Deploy {
             .value
             .as_deref()
             .and_then(|v| parse_color(v, &self.colors).ok());
-        self.commit(service, &target, current.as_deref(), active.index)
+        self.commit(service, &target, current.as_deref(), active.index, Vec::new())
             .await?;
         let index = self.read(service, Field::Active).await?.index;
         Ok((
             index,
             format!("{service}: rolled back to {target}; canary 0"),
         ))
+    }
+
+    /// Ends `found`'s promotion with all traffic on the colour it started from: canary 0 and
+    /// the record deleted in one transaction, only if the record is still the one read.
+    async fn abort_promotion(
+        &self,
+        service: &str,
+        found: &crate::promote::record::Found,
+    ) -> Result<(u64, String), DeployError> {
+        let from = &found.promotion.from;
+        let active = self.read(service, Field::Active).await?;
+        if active.value.as_deref() != Some(from.as_str()) {
+            return Err(DeployError::Conflict(format!(
+                "{service}'s promotion started from {from} but {} is active; fix it with `templater flip`",
+                active.value.as_deref().unwrap_or("no colour")
+            )));
+        }
+        let index = self
+            .end_promotion(service, found.index, active.index)
+            .await?
+            .ok_or_else(|| {
+                DeployError::Conflict(format!(
+                    "{service}'s promotion changed while this command ran; run it again"
+                ))
+            })?;
+        Ok((
+            index,
+            format!(
+                "{service}: promotion of {} aborted, rolled back to {from}; canary 0",
+                found.promotion.color
+            ),
+        ))
+    }
+
+    /// Canary 0 and the promotion record deleted, only while the record is at `record_index`
+    /// and `active` at `active_index`. Answers the new settings index, or `None` when either
+    /// changed (nothing was written).
+    pub(crate) async fn end_promotion(
+        &self,
+        service: &str,
+        record_index: u64,
+        active_index: u64,
+    ) -> Result<Option<u64>, DeployError> {
+        let ops = [
+            KvOp::CheckIndex {
+                key: self.keys.setting(service, Field::Promotion),
+                index: record_index,
+            },
+            KvOp::CheckIndex {
+                key: self.keys.setting(service, Field::Active),
+                index: active_index,
+            },
+            KvOp::Set {
+                key: self.keys.setting(service, Field::Canary),
+                value: b"0".to_vec(),
+            },
+            KvOp::Delete {
+                key: self.keys.setting(service, Field::Promotion),
+            },
+        ];
+        if !self.client.kv_txn(&ops).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.read(service, Field::Canary).await?.index))
     }
 
     /// Sends `percent` of traffic to the colours that are not active.
@@ -184,30 +265,22 @@ impl Deploy {
                 "{service} has no active colour; run `templater flip {service} COLOR` first"
             )));
         };
-        let canary = self.read(service, Field::Canary).await?;
-        let op = KvOp::Cas {
-            key: self.keys.setting(service, Field::Canary),
-            value: percent.to_string().into_bytes(),
-            index: canary.index,
-        };
-        let guard = KvOp::Cas {
-            key: self.keys.setting(service, Field::Active),
-            value: active_color.clone().into_bytes(),
-            index: active.index,
-        };
-        if !self.client.kv_txn(&[guard, op]).await? {
-            return Err(DeployError::Conflict(format!(
-                "{service}'s settings changed while this command ran; run it again"
-            )));
-        }
-        let index = self.read(service, Field::Canary).await?.index;
+        let ended = self.promotion_guard(service).await?;
+        let index = self
+            .write_canary(service, percent, active.index, ended)
+            .await?
+            .ok_or_else(|| {
+                DeployError::Conflict(format!(
+                    "{service}'s settings changed while this command ran; run it again"
+                ))
+            })?;
         Ok((
             index,
             format!("{service}: {percent}% to the colours other than {active_color}"),
         ))
     }
 
-    fn other_color(&self, current: Option<&str>, service: &str) -> Result<String, DeployError> {
+    pub(crate) fn other_color(&self, current: Option<&str>, service: &str) -> Result<String, DeployError> {
         let others: Vec<&String> = self
             .colors
             .iter()
@@ -225,14 +298,66 @@ impl Deploy {
         }
     }
 
+    /// What `flip` and `canary` must do about a promotion: none, go ahead; one whose CLI runs,
+    /// refused (`rollback` aborts it); an interrupted one, ended in the same transaction.
+    async fn promotion_guard(&self, service: &str) -> Result<Vec<KvOp>, DeployError> {
+        match crate::promote::record::read(&self.client, &self.keys, service).await? {
+            None => Ok(Vec::new()),
+            Some(found) if found.session.is_some() => Err(DeployError::Conflict(format!(
+                "{service} is being promoted to {} by {}; `templater rollback {service}` aborts it",
+                found.promotion.color, found.promotion.by
+            ))),
+            Some(found) => {
+                let key = self.keys.setting(service, Field::Promotion);
+                Ok(vec![
+                    KvOp::CheckIndex {
+                        key: key.clone(),
+                        index: found.index,
+                    },
+                    KvOp::Delete { key },
+                ])
+            }
+        }
+    }
+
+    /// canary := `percent`, only while `active` is at `active_index` (its colour unchanged),
+    /// with `extra` operations in the same transaction. Answers the canary's new index, or
+    /// `None` when a check lost (nothing was written).
+    pub(crate) async fn write_canary(
+        &self,
+        service: &str,
+        percent: u8,
+        active_index: u64,
+        extra: Vec<KvOp>,
+    ) -> Result<Option<u64>, DeployError> {
+        let canary = self.read(service, Field::Canary).await?;
+        let mut ops = vec![
+            KvOp::CheckIndex {
+                key: self.keys.setting(service, Field::Active),
+                index: active_index,
+            },
+            KvOp::Cas {
+                key: self.keys.setting(service, Field::Canary),
+                value: percent.to_string().into_bytes(),
+                index: canary.index,
+            },
+        ];
+        ops.extend(extra);
+        if !self.client.kv_txn(&ops).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.read(service, Field::Canary).await?.index))
+    }
+
     /// active := target, canary := 0, previous := current, all or nothing, only if `active` is
-    /// still at `index`.
-    async fn commit(
+    /// still at `index`, with `extra` operations in the same transaction.
+    pub(crate) async fn commit(
         &self,
         service: &str,
         target: &str,
         current: Option<&str>,
         index: u64,
+        extra: Vec<KvOp>,
     ) -> Result<(), DeployError> {
         let mut ops = vec![
             KvOp::Cas {
@@ -251,6 +376,7 @@ impl Deploy {
                 value: prev.as_bytes().to_vec(),
             });
         }
+        ops.extend(extra);
         if self.client.kv_txn(&ops).await? {
             Ok(())
         } else {

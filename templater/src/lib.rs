@@ -25,6 +25,8 @@
 //! - [`publish`]: writing this edge's records when they change.
 //! - [`daemon`]: `templater run`, the render loop.
 //! - [`deploy`]: `flip`, `canary`, `rollback` and `--wait-live`.
+//! - [`promote`]: `templater promote`, a canary walked up in judged steps.
+//! - [`traffic_publish`]: this edge's traffic in KV while a service is promoted.
 //! - [`status`]: `templater status`.
 //! - [`config`]: flags, environment and the checked configuration.
 //! - [`cli`]: the command handlers and exit codes.
@@ -49,6 +51,7 @@ pub mod metrics;
 pub mod model;
 pub mod nginx;
 pub mod plan;
+pub mod promote;
 pub mod publish;
 pub mod quiesce;
 pub mod records;
@@ -59,5 +62,6 @@ pub mod settings;
 pub mod state_doc;
 pub mod status;
 pub mod traffic;
+pub mod traffic_publish;
 pub mod watch;
 pub mod weights;

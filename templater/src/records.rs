@@ -109,8 +109,10 @@ pub async fn write(
     let mut bytes = 0;
     for op in ops {
         let size = match &op {
-            KvOp::Set { key, value } | KvOp::Cas { key, value, .. } => key.len() + value.len(),
-            KvOp::Delete { key } => key.len(),
+            KvOp::Set { key, value }
+            | KvOp::Cas { key, value, .. }
+            | KvOp::Lock { key, value, .. } => key.len() + value.len(),
+            KvOp::Delete { key } | KvOp::CheckIndex { key, .. } => key.len(),
         };
         if size > TXN_BYTES {
             // Too big for a transaction: a plain write takes values up to 512 KiB.
@@ -157,7 +159,11 @@ pub async fn read_all(
 }
 
 pub fn unix_now() -> u64 {
+    unix_now_ms() / 1000
+}
+
+pub fn unix_now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+        .map_or(0, |d| d.as_millis() as u64)
 }

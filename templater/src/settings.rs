@@ -124,6 +124,7 @@ mod tests {
             key: key.into(),
             value: value.as_bytes().to_vec(),
             modify_index: index,
+            session: None,
         }
     }
 

@@ -251,6 +251,19 @@ impl Traffic {
         })
     }
 
+    /// One service's counts per colour over the window (the last [`WINDOW`]).
+    pub fn service_window(&self, service: &str) -> BTreeMap<String, Counts> {
+        self.lock()
+            .samples
+            .range((service.to_string(), String::new())..)
+            .take_while(|((s, _), _)| s == service)
+            .filter_map(|((_, c), ring)| {
+                let ((_, first), (_, last)) = (ring.front()?, ring.back()?);
+                Some((c.clone(), last.since(first)))
+            })
+            .collect()
+    }
+
     /// Each pair's figures over the window.
     pub fn figures(&self) -> Windows {
         self.lock()

@@ -69,6 +69,7 @@ async fn deploy(common: &Common, command: &Command) -> u8 {
         Command::Canary(a) => canary::run(&d, a).await,
         Command::Rollback(a) => rollback::run(&d, a).await,
         Command::Status(a) => status::run(&d, a).await,
+        Command::Promote(a) => crate::promote::promote(&d, a).await,
         Command::Run(_) => unreachable!("dispatched in main"),
     };
     match result {
