@@ -28,6 +28,7 @@
 //! - [`promote`]: `templater promote`, a canary walked up in judged steps.
 //! - [`traffic_publish`]: this edge's traffic in KV while a service is promoted.
 //! - [`status`]: `templater status`.
+//! - [`history`]: the bounded deploy history in KV and `--by`.
 //! - [`config`]: flags, environment and the checked configuration.
 //! - [`cli`]: the command handlers and exit codes.
 //! - [`metrics`]: `/metrics` and `/health`.
@@ -42,6 +43,7 @@ pub mod dashboard;
 pub mod dataplane;
 pub mod deploy;
 pub mod guard;
+pub mod history;
 pub mod install;
 pub mod isolate;
 pub mod keys;
