@@ -164,7 +164,8 @@ impl Deploy {
     /// back to the colour it started from, ending the promotion.
     pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
         Self::check_service(service)?;
-        if let Some(found) = crate::promote::record::read(&self.client, &self.keys, service).await? {
+        if let Some(found) = crate::promote::record::read(&self.client, &self.keys, service).await?
+        {
             return self.abort_promotion(service, &found).await;
         }
         let active = self.read(service, Field::Active).await?;
@@ -181,8 +182,14 @@ impl Deploy {
             .value
             .as_deref()
             .and_then(|v| parse_color(v, &self.colors).ok());
-        self.commit(service, &target, current.as_deref(), active.index, Vec::new())
-            .await?;
+        self.commit(
+            service,
+            &target,
+            current.as_deref(),
+            active.index,
+            Vec::new(),
+        )
+        .await?;
         let index = self.read(service, Field::Active).await?.index;
         Ok((
             index,
@@ -280,7 +287,11 @@ impl Deploy {
         ))
     }
 
-    pub(crate) fn other_color(&self, current: Option<&str>, service: &str) -> Result<String, DeployError> {
+    pub(crate) fn other_color(
+        &self,
+        current: Option<&str>,
+        service: &str,
+    ) -> Result<String, DeployError> {
         let others: Vec<&String> = self
             .colors
             .iter()

@@ -9,9 +9,11 @@ use serde::Serialize;
 use swarmgate_consul::{CheckStatus, Client, QueryOptions};
 
 use crate::deploy::DeployError;
+use crate::keys::Field;
 use crate::keys::Keys;
 use crate::model::{self, Catalog, Invalid};
 use crate::plan::{self, color_of, FileProbe, ServicePlan};
+use crate::promote::record::{self as promotion, Promotion};
 use crate::records::{self, unix_now, EdgeStatus, Installed};
 use crate::settings::{self, Settings};
 
@@ -44,6 +46,17 @@ pub struct ServiceReport {
     pub invalid: Vec<Invalid>,
     /// What each edge has live for this service.
     pub edges: Vec<EdgePlan>,
+    /// A promotion walking the service, as its record says.
+    pub promotion: Option<PromotionReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PromotionReport {
+    #[serde(flatten)]
+    pub record: Promotion,
+    /// False when its CLI is gone (its lock was released): traffic stays at its step.
+    pub running: bool,
+    pub text: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,10 +116,26 @@ pub async fn gather(
     names.retain(|n| only.is_none_or(|o| o == n));
     names.sort();
     names.dedup();
-    let services = names
+    let mut services: Vec<ServiceReport> = names
         .iter()
         .map(|name| service_report(name, &catalog, &settings, &installed, &edge_status, colors))
         .collect();
+    for pair in &pairs {
+        let Some((name, Field::Promotion)) = keys.parse_setting(&pair.key) else {
+            continue;
+        };
+        let (Some(found), Some(report)) = (
+            promotion::from_pair(pair),
+            services.iter_mut().find(|s| s.name == name),
+        ) else {
+            continue;
+        };
+        report.promotion = Some(PromotionReport {
+            text: promotion::describe(&found, now),
+            running: found.session.is_some(),
+            record: found.promotion,
+        });
+    }
     let edges = edge_status
         .into_iter()
         .map(|status| EdgeReport {
@@ -179,6 +208,7 @@ fn service_report(
         instances,
         invalid: view.invalid,
         edges: edge_plans,
+        promotion: None,
     }
 }
 
@@ -240,6 +270,9 @@ pub fn to_text(r: &Report) -> String {
             s.canary,
             s.previous.as_deref().unwrap_or("-")
         );
+        if let Some(p) = &s.promotion {
+            out += &format!("  {}\n", p.text);
+        }
         for (color, c) in &s.colors {
             out += &format!(
                 "  {color:<8} {} instances, {} healthy\n",

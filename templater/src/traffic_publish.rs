@@ -58,11 +58,7 @@ pub struct TrafficPublisher {
 
 impl TrafficPublisher {
     pub async fn run(self, token: CancellationToken) {
-        let generation = format!(
-            "{}-{}",
-            records::unix_now_ms(),
-            std::process::id()
-        );
+        let generation = format!("{}-{}", records::unix_now_ms(), std::process::id());
         let mut written: BTreeMap<String, TrafficRecord> = BTreeMap::new();
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

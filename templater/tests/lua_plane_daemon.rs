@@ -12,93 +12,10 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::lua_edge::{cli_async, LuaEdge};
 use common::*;
 use testkit::id_backend::{IdBackend, Upgraded};
-use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
-
-/// An nginx with the Lua modules and the templater's Lua data-plane paths.
-struct LuaEdge {
-    lua: LuaNginx,
-}
-
-impl LuaEdge {
-    /// nginx with an empty `conf.d/`: the templater's first pass renders the data plane's
-    /// files, checks them and reloads.
-    async fn start() -> LuaEdge {
-        let lua = LuaNginx::prepare(2);
-        lua.start().await;
-        LuaEdge { lua }
-    }
-
-    fn nginx(&self) -> &NginxServer {
-        &self.lua.server
-    }
-
-    /// Stops nginx (gracefully: its unix sockets are removed) and starts a fresh one: an
-    /// empty shared dictionary, only the state file to go by.
-    async fn restart_nginx(&self) {
-        self.stop_nginx().await;
-        self.lua.start().await;
-    }
-
-    /// Stops nginx gracefully and waits until it is gone.
-    async fn stop_nginx(&self) {
-        let pid = self.nginx().master_pid();
-        let _ = Command::new("kill")
-            .args(["-QUIT", &pid.to_string()])
-            .status();
-        eventually(WAIT, "nginx exits", || async move {
-            anyhow::ensure!(
-                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-                "still running"
-            );
-            Ok(())
-        })
-        .await;
-    }
-
-    fn templater(&self, consul: &ConsulAgent) -> Templater {
-        // The Lua modules: the templater's own, installed into <output-dir>/swarmgate-lua.
-        let (state, socket) = (
-            self.lua.state_file.display().to_string(),
-            self.lua.control.display().to_string(),
-        );
-        start_templater(
-            consul,
-            self.nginx(),
-            &[
-                "--dataplane",
-                "lua",
-                "--state-file",
-                &state,
-                "--control-socket",
-                &socket,
-            ],
-        )
-    }
-}
-
-/// The CLI off the runtime's threads (the load keeps running meanwhile).
-async fn cli_async(consul: &ConsulAgent, args: &[&str]) -> (i32, String) {
-    let url = consul.url();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_templater"))
-            .args(["--consul", &url])
-            .args(&args)
-            .env_remove("CONSUL_HTTP_TOKEN")
-            .output()
-            .expect("run templater");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.code().unwrap_or(-1), text)
-    })
-    .await
-    .expect("cli task")
-}
+use testkit::{eventually, unique, Backend, ConsulAgent, NginxServer};
 
 async fn ok(consul: &ConsulAgent, args: &[&str]) -> String {
     let (code, out) = cli_async(consul, args).await;
@@ -190,7 +107,7 @@ async fn flips_and_canary_reach_nginx_without_a_reload() {
     let host = format!("{svc}.localhost");
     let _blue = instances(&consul, &svc, "blue", 3).await;
     let _green = instances(&consul, &svc, "green", 1).await;
-    let t = edge.templater(&consul);
+    let t = edge.templater(&consul, &[]);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "blue", 20).await;
     let workers = edge.nginx().workers();
@@ -299,7 +216,7 @@ async fn every_traffic_change_under_keep_alive_load_fails_nothing_and_reloads_no
         blue.push(id_instance(&consul, &svc, "blue", i).await);
         green.push(id_instance(&consul, &svc, "green", i).await);
     }
-    let t = edge.templater(&consul);
+    let t = edge.templater(&consul, &[]);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "blue", 10).await;
     let (workers, reloads_before) = (edge.nginx().workers(), reloads(&t).await);
@@ -366,7 +283,7 @@ async fn a_new_service_renders_and_reloads_once() {
     let edge = LuaEdge::start().await;
     let (one, two) = (unique("one"), unique("two"));
     let _a = instances(&consul, &one, "blue", 1).await;
-    let t = edge.templater(&consul);
+    let t = edge.templater(&consul, &[]);
     serves_only(edge.nginx(), &format!("{one}.localhost"), "blue", 5).await;
     let before = reloads(&t).await;
     let workers = edge.nginx().workers();
@@ -422,7 +339,7 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     let host = format!("{svc}.localhost");
     let _blue = instances(&consul, &svc, "blue", 1).await;
     let _green = instances(&consul, &svc, "green", 1).await;
-    let mut t = edge.templater(&consul);
+    let mut t = edge.templater(&consul, &[]);
     ok(&consul, &["flip", &svc, "green", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "green", 10).await;
 
@@ -446,7 +363,7 @@ async fn nginx_serves_the_last_state_without_the_templater_and_after_a_restart()
     assert!(state.contains(&svc), "{state}");
 
     // A new templater starts above the version nginx holds and pushes what Consul says now.
-    let _t2 = edge.templater(&consul);
+    let _t2 = edge.templater(&consul, &[]);
     serves_only(edge.nginx(), &host, "blue", 10).await;
 }
 
@@ -469,7 +386,7 @@ async fn a_change_made_while_nginx_is_down_is_in_the_state_file_and_pushed_once_
     let host = format!("{svc}.localhost");
     let _blue = instances(&consul, &svc, "blue", 1).await;
     let _green = instances(&consul, &svc, "green", 1).await;
-    let t = edge.templater(&consul);
+    let t = edge.templater(&consul, &[]);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     serves_only(edge.nginx(), &host, "blue", 5).await;
 
@@ -535,7 +452,7 @@ async fn per_colour_traffic_reaches_the_metrics_and_the_dashboard() {
     let host = format!("{svc}.localhost");
     let _blue = instances(&consul, &svc, "blue", 3).await;
     let _green = instances(&consul, &svc, "green", 1).await;
-    let t = edge.templater(&consul);
+    let t = edge.templater(&consul, &[]);
     ok(&consul, &["flip", &svc, "blue", "--wait-live", "20"]).await;
     ok(&consul, &["canary", &svc, "10", "--wait-live", "20"]).await;
     let counts = tally(edge.nginx(), &host, 500).await;

@@ -1,9 +1,13 @@
 //! In-process HTTP backends on free loopback ports, each answering its own id: plain requests
 //! get `<id>` (keep-alive kept), an `Upgrade` request gets `101` and then every line it sends
 //! echoed back as `<id>:<line>`, so a test can hold a long-lived upgraded connection through
-//! nginx. No busybox; stopped (port closed, connections cut) on drop.
+//! nginx. A backend may answer a share of its requests `500` ([`IdBackend::start_failing`]),
+//! evenly spread, and counts what it answered. No busybox; stopped (port closed, connections
+//! cut) on drop.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,7 +18,30 @@ pub struct IdBackend {
     pub id: String,
     pub ip: IpAddr,
     pub port: u16,
+    answers: Arc<Answers>,
     task: JoinHandle<()>,
+}
+
+/// What a backend answered, and how often it fails.
+#[derive(Debug, Default)]
+struct Answers {
+    fail_percent: u64,
+    requests: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Answers {
+    /// Counts one request; answers whether it gets a 500 (request n fails when
+    /// ⌊(n+1)·p/100⌋ > ⌊n·p/100⌋, so failures spread evenly).
+    fn next_fails(&self) -> bool {
+        let n = self.requests.fetch_add(1, Ordering::Relaxed);
+        let p = self.fail_percent;
+        let fails = (n + 1) * p / 100 > n * p / 100;
+        if fails {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        fails
+    }
 }
 
 impl IdBackend {
@@ -23,17 +50,31 @@ impl IdBackend {
         Self::start_on(IpAddr::V4(Ipv4Addr::LOCALHOST), id).await
     }
 
+    /// On 127.0.0.1, answering `fail_percent`% of its plain requests `500`.
+    pub async fn start_failing(id: &str, fail_percent: u64) -> Self {
+        Self::start_with(IpAddr::V4(Ipv4Addr::LOCALHOST), id, fail_percent.min(100)).await
+    }
+
     /// On `ip` (e.g. `::1`).
     pub async fn start_on(ip: IpAddr, id: &str) -> Self {
+        Self::start_with(ip, id, 0).await
+    }
+
+    async fn start_with(ip: IpAddr, id: &str, fail_percent: u64) -> Self {
+        let answers = Arc::new(Answers {
+            fail_percent,
+            ..Answers::default()
+        });
         let listener = TcpListener::bind(SocketAddr::new(ip, 0))
             .await
             .expect("bind a backend port");
         let port = listener.local_addr().expect("local addr").port();
         let owned = id.to_string();
+        let shared = answers.clone();
         let task = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                conns.spawn(serve(stream, owned.clone()));
+                conns.spawn(serve(stream, owned.clone(), shared.clone()));
                 while conns.try_join_next().is_some() {}
             }
         });
@@ -41,12 +82,21 @@ impl IdBackend {
             id: id.to_string(),
             ip,
             port,
+            answers,
             task,
         }
     }
 
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.port)
+    }
+
+    /// Plain requests answered so far (upgrades aside), and how many of them got a 500.
+    pub fn answered(&self) -> (u64, u64) {
+        (
+            self.answers.requests.load(Ordering::Relaxed),
+            self.answers.failed.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -57,7 +107,7 @@ impl Drop for IdBackend {
 }
 
 /// One connection: requests until the client closes; an upgrade turns it into a line echo.
-async fn serve(stream: TcpStream, id: String) {
+async fn serve(stream: TcpStream, id: String, answers: Arc<Answers>) {
     let mut conn = BufReader::new(stream);
     loop {
         let mut head = String::new();
@@ -83,8 +133,13 @@ async fn serve(stream: TcpStream, id: String) {
                 return;
             }
         }
+        let status = if answers.next_fails() {
+            "500 Internal Server Error"
+        } else {
+            "200 OK"
+        };
         let reply = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{id}",
+            "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{id}",
             id.len()
         );
         if conn.get_mut().write_all(reply.as_bytes()).await.is_err() {

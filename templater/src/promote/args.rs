@@ -41,7 +41,11 @@ pub struct PromoteArgs {
     )]
     pub max_error_rate_increase: f64,
     /// How many times the active colour's p99 COLOR's may be and still count as alike.
-    #[arg(long = "max-p99-increase", default_value_t = 1.5, value_name = "FACTOR")]
+    #[arg(
+        long = "max-p99-increase",
+        default_value_t = 1.5,
+        value_name = "FACTOR"
+    )]
     pub max_p99_increase: f64,
     /// Acceptance command, run (sh -c) before the first traffic step; a non-zero exit rolls
     /// back (exit 6). Its environment names SWARMGATE_SERVICE, SWARMGATE_COLOR, SWARMGATE_STEP,
@@ -78,9 +82,8 @@ impl PromoteArgs {
     pub fn plan(&self) -> Result<Plan, String> {
         let steps = parse_steps(&self.steps)?;
         let go = |flag: &str, raw: &str| {
-            duration::parse(raw.trim()).map_err(|_| {
-                format!("--{flag} {raw:?} is not a duration such as 30s, 500ms or 2m")
-            })
+            duration::parse(raw.trim())
+                .map_err(|_| format!("--{flag} {raw:?} is not a duration such as 30s, 500ms or 2m"))
         };
         let interval = go("interval", &self.interval)?;
         let max_wait = go("max-wait", &self.max_wait)?;
@@ -132,8 +135,8 @@ impl PromoteArgs {
 pub fn parse_steps(raw: &str) -> Result<Vec<u8>, String> {
     let mut steps: Vec<u8> = Vec::new();
     for part in raw.split(',') {
-        let step = crate::settings::parse_canary(part)
-            .map_err(|e| format!("--steps {raw:?}: {e}"))?;
+        let step =
+            crate::settings::parse_canary(part).map_err(|e| format!("--steps {raw:?}: {e}"))?;
         if step == 0 {
             return Err(format!("--steps {raw:?}: a step of 0% sends COLOR nothing"));
         }

@@ -49,11 +49,7 @@ pub async fn run(cmd: &str, env: &CheckEnv<'_>, timeout: Duration) -> Result<(),
         child.stderr.take().expect("piped"),
     );
     let collect = async {
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let _ = tokio::join!(
-            (&mut out).take(KEEP_BYTES as u64).read_to_end(&mut a),
-            (&mut err).take(KEEP_BYTES as u64).read_to_end(&mut b)
-        );
+        let (mut a, b) = tokio::join!(drain(&mut out), drain(&mut err));
         a.extend_from_slice(&b);
         let status = child.wait().await;
         (status, a)
@@ -70,6 +66,22 @@ pub async fn run(cmd: &str, env: &CheckEnv<'_>, timeout: Duration) -> Result<(),
             tail(&String::from_utf8_lossy(&output))
         )),
     }
+}
+
+/// Reads `r` to its end, keeping the last [`KEEP_BYTES`].
+async fn drain(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut chunk = [0u8; 8192];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&chunk[..n]);
+        if kept.len() > 2 * KEEP_BYTES {
+            kept.drain(..kept.len() - KEEP_BYTES);
+        }
+    }
+    kept
 }
 
 fn tail(text: &str) -> String {

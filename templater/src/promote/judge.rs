@@ -84,7 +84,12 @@ fn error_line(l: &Limits, c: &Observed, b: &Observed, op: &str) -> String {
 fn baseline_errors(b: &Observed) -> String {
     match b.requests() {
         0 => format!("{}: no requests", b.color),
-        n => format!("{}: {} over {}", b.color, percent(b.error_rate()), thousands(n)),
+        n => format!(
+            "{}: {} over {}",
+            b.color,
+            percent(b.error_rate()),
+            thousands(n)
+        ),
     }
 }
 

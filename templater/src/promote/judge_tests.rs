@@ -119,12 +119,18 @@ fn p99_over_its_limit_fails_unless_the_baseline_is_as_slow() {
 fn a_breach_is_certain_only_when_more_requests_cannot_undo_it() {
     let l = limits();
     // 1 error in 5 requests: 1 over 100 would be 1%, not over the limit.
-    assert_eq!(breach_of(&l, &counts(5, 1, 0.01), &counts(50, 0, 0.01)), None);
+    assert_eq!(
+        breach_of(&l, &counts(5, 1, 0.01), &counts(50, 0, 0.01)),
+        None
+    );
     // 2 errors: at least 2% whatever comes next.
     assert!(breach_of(&l, &counts(5, 2, 0.01), &counts(50, 0, 0.01)).is_some());
     // Past min_requests, the rate seen so far.
     assert!(breach_of(&l, &counts(1000, 11, 0.01), &counts(5000, 0, 0.01)).is_some());
-    assert_eq!(breach_of(&l, &counts(1000, 10, 0.01), &counts(5000, 0, 0.01)), None);
+    assert_eq!(
+        breach_of(&l, &counts(1000, 10, 0.01), &counts(5000, 0, 0.01)),
+        None
+    );
     // A baseline failing alike excuses it.
     assert_eq!(
         breach_of(&l, &counts(1000, 200, 0.01), &counts(5000, 1000, 0.01)),

@@ -104,7 +104,11 @@ impl Progress {
             (Some(i), Some(p)) => format!("step {i}/{} {p}%: ", e.steps),
             _ => String::new(),
         };
-        let _ = writeln!(err, "promote {}: {step}{} {}", e.service, e.event, e.message);
+        let _ = writeln!(
+            err,
+            "promote {}: {step}{} {}",
+            e.service, e.event, e.message
+        );
     }
 
     /// On a terminal, replaces the live line with the window's figures so far.

@@ -5,7 +5,7 @@
 //! at its last step until someone runs `rollback` or `promote` again.
 
 use serde::{Deserialize, Serialize};
-use swarmgate_consul::Client;
+use swarmgate_consul::{Client, KvPair};
 
 use crate::keys::{Field, Keys};
 
@@ -56,17 +56,22 @@ pub async fn read(
     keys: &Keys,
     service: &str,
 ) -> swarmgate_consul::Result<Option<Found>> {
-    let Some(pair) = client.kv_get(&keys.setting(service, Field::Promotion)).await? else {
-        return Ok(None);
-    };
-    Ok(serde_json::from_slice(&pair.value)
+    let pair = client
+        .kv_get(&keys.setting(service, Field::Promotion))
+        .await?;
+    Ok(pair.as_ref().and_then(from_pair))
+}
+
+/// The record a promotion key holds.
+pub fn from_pair(pair: &KvPair) -> Option<Found> {
+    serde_json::from_slice(&pair.value)
         .map_err(|e| tracing::warn!(key = %pair.key, error = %e, "unreadable promotion record"))
         .ok()
         .map(|promotion| Found {
             promotion,
-            session: pair.session,
+            session: pair.session.clone(),
             index: pair.modify_index,
-        }))
+        })
 }
 
 /// One line for `status`: who promotes what, where it stands, and whether its CLI runs.

@@ -342,7 +342,10 @@ impl Walk<'_> {
         };
         // One transaction: the record's new ModifyIndex is the canary's.
         self.record_index = index;
-        self.event("step", format!("{percent}% of traffic to {}", self.promotion.color));
+        self.event(
+            "step",
+            format!("{percent}% of traffic to {}", self.promotion.color),
+        );
         self.history("promote-step", format!("{percent}%")).await;
 
         // Until every edge serves the step, only a certain breach on what COLOR answered since
@@ -369,10 +372,7 @@ impl Walk<'_> {
         })?;
         self.event(
             "live",
-            format!(
-                "{live}; judging over {}",
-                humanize(self.plan.interval)
-            ),
+            format!("{live}; judging over {}", humanize(self.plan.interval)),
         );
 
         let deadline = Instant::now() + self.plan.max_wait;
@@ -380,6 +380,8 @@ impl Walk<'_> {
         window.feed(&self.tick().await?);
         let mut opened = Instant::now();
         let mut said = None::<&'static str>;
+        // Why the step has no verdict yet (what an inconclusive end says).
+        let mut pending = "no verdict within --max-wait".to_string();
         loop {
             tokio::time::sleep(TICK).await;
             window.feed(&self.tick().await?);
@@ -430,6 +432,7 @@ impl Walk<'_> {
                         if Instant::now() >= deadline {
                             return Err(Stop::Inconclusive(m));
                         }
+                        pending = m;
                     }
                     Verdict::TooFew(m) => {
                         if Instant::now() >= deadline {
@@ -440,10 +443,14 @@ impl Walk<'_> {
                             self.event_with("waiting", format!("{m}; waiting for traffic"), f);
                             said = Some("waiting");
                         }
+                        pending = m;
                     }
                 }
             } else if Instant::now() >= deadline {
-                return Err(Stop::Inconclusive("no verdict within --max-wait".into()));
+                return Err(Stop::Inconclusive(format!(
+                    "{pending} (after --max-wait {})",
+                    humanize(self.plan.max_wait)
+                )));
             }
         }
     }

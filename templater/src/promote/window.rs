@@ -120,9 +120,15 @@ mod tests {
         w.feed(&[record("e1", "g", 9, 700, 70), record("e2", "g", 10, 130, 1)]);
         assert_eq!(w.counts("green").requests, 30);
         // e1 takes the step: its window begins now.
-        w.feed(&[record("e1", "g", 10, 720, 72), record("e2", "g", 10, 160, 1)]);
+        w.feed(&[
+            record("e1", "g", 10, 720, 72),
+            record("e2", "g", 10, 160, 1),
+        ]);
         assert_eq!(w.counts("green").requests, 60);
-        w.feed(&[record("e1", "g", 11, 800, 72), record("e2", "g", 12, 160, 1)]);
+        w.feed(&[
+            record("e1", "g", 11, 800, 72),
+            record("e2", "g", 12, 160, 1),
+        ]);
         let c = w.counts("green");
         assert_eq!((c.requests, c.c5xx), (140, 1));
         assert_eq!(w.edges(), ["e1", "e2"]);

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod lua_edge;
+
 use std::process::{Command, Output};
 use std::time::Duration;
 

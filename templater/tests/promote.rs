@@ -1,0 +1,398 @@
+//! `templater promote` end to end: the real CLI against a real Consul and a real edge (nginx
+//! with the Lua data plane fed by the real `templater run`), under generated traffic.
+//!
+//! A good green walks its steps and ends active; a green failing half its requests is rolled
+//! back at its first step (exit 6) and users saw failures only from that step's share; no
+//! traffic is inconclusive (exit 7); a baseline failing alike holds the step instead of
+//! blaming the canary; a failing `--check` rolls back before any user reached green; SIGTERM
+//! rolls back; a second promotion exits 4 and `rollback` aborts the first; a killed CLI leaves
+//! its step, `status` says so, and `rollback` ends it.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::lua_edge::{cli_async, LuaEdge};
+use common::*;
+use serde_json::Value;
+use testkit::http::{Load, LoadTotals};
+use testkit::id_backend::IdBackend;
+use testkit::{eventually, unique, ConsulAgent};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+
+/// Fast steps for tests: judged after 2 s on at least 20 requests.
+const FAST: &[&str] = &["--interval", "2s", "--min-requests", "20"];
+
+/// A service with two blue instances and one green behind a Lua edge, blue active.
+struct Stack {
+    consul: ConsulAgent,
+    edge: LuaEdge,
+    _templater: Templater,
+    svc: String,
+    host: String,
+    blues: Vec<IdBackend>,
+    green: IdBackend,
+}
+
+impl Stack {
+    async fn start(blue_fail: u64, green_fail: u64) -> Stack {
+        let consul = ConsulAgent::start().await;
+        let edge = LuaEdge::start().await;
+        let svc = unique("shop");
+        let mut blues = Vec::new();
+        for i in 0..2 {
+            let b = IdBackend::start_failing(&format!("blue-{i}"), blue_fail).await;
+            let id = format!("{svc}-blue-{i}");
+            register(&consul, &id, &svc, b.port, &["blue", "public"], "passing").await;
+            blues.push(b);
+        }
+        let green = IdBackend::start_failing("green-0", green_fail).await;
+        let id = format!("{svc}-green-0");
+        register(
+            &consul,
+            &id,
+            &svc,
+            green.port,
+            &["green", "public"],
+            "passing",
+        )
+        .await;
+        let templater = edge.templater(&consul, &[]);
+        let host = format!("{svc}.localhost");
+        let out = cli_async(&consul, &["flip", &svc, "blue", "--wait-live", "30"]).await;
+        assert_eq!(out.0, 0, "flip blue: {}", out.1);
+        Stack {
+            consul,
+            edge,
+            _templater: templater,
+            svc,
+            host,
+            blues,
+            green,
+        }
+    }
+
+    fn load(&self) -> Load {
+        Load::start(self.edge.nginx().port, &self.host, 4)
+    }
+
+    /// `templater promote SVC ARGS --json` as a child process.
+    fn promote(&self, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_templater"))
+            .args([
+                "--consul",
+                &self.consul.url(),
+                "promote",
+                &self.svc,
+                "--json",
+            ])
+            .args(args)
+            .env_remove("CONSUL_HTTP_TOKEN")
+            .env("BUILD_NUMBER", "77")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run templater promote")
+    }
+
+    async fn setting(&self, field: &str) -> Option<String> {
+        self.consul
+            .kv(&format!("deploy/{}/{field}", self.svc))
+            .await
+            .expect("kv")
+    }
+
+    /// Traffic ends all blue with no promotion left behind.
+    async fn back_on_blue(&self) {
+        assert_eq!(self.setting("active").await.as_deref(), Some("blue"));
+        assert_eq!(self.setting("canary").await.as_deref(), Some("0"));
+        assert_eq!(self.setting("promotion").await, None, "record deleted");
+        let counts = testkit::http::tally(self.edge.nginx().port, &self.host, 30).await;
+        assert!(
+            counts.keys().all(|k| k.starts_with("blue")),
+            "only blue serves: {counts:?}"
+        );
+    }
+
+    async fn history(&self) -> String {
+        self.consul
+            .kv(&format!("deploy-templater/history/{}", self.svc))
+            .await
+            .expect("kv")
+            .unwrap_or_default()
+    }
+}
+
+/// A finished promotion: exit code, its JSON events, stderr.
+struct Finished {
+    code: i32,
+    events: Vec<Value>,
+    stderr: String,
+}
+
+impl Finished {
+    fn has(&self, event: &str) -> usize {
+        self.events.iter().filter(|e| e["event"] == event).count()
+    }
+}
+
+impl std::fmt::Debug for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "exit {}", self.code)?;
+        for e in &self.events {
+            writeln!(f, "  {e}")?;
+        }
+        write!(f, "stderr: {}", self.stderr)
+    }
+}
+
+async fn finish(mut child: Child) -> Finished {
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (_, _, status) = tokio::join!(
+        stdout.read_to_string(&mut out),
+        stderr.read_to_string(&mut err),
+        child.wait()
+    );
+    Finished {
+        code: status.expect("exit").code().unwrap_or(-1),
+        events: out
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect(),
+        stderr: err,
+    }
+}
+
+/// Reads `child`'s JSON events until one named `event` arrives; answers the lines read.
+async fn until_event(child: &mut Child, event: &str) -> Vec<Value> {
+    use tokio::io::AsyncBufReadExt;
+    let stdout = child.stdout.as_mut().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+            let done = v["event"] == event;
+            seen.push(v);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "no {event} event in {seen:?}");
+    seen
+}
+
+fn assert_no_failures(load: &LoadTotals) {
+    assert_eq!(load.failed, 0, "users saw failures: {:?}", load.errors);
+}
+
+#[tokio::test]
+async fn a_good_green_walks_its_steps_and_ends_active() {
+    let s = Stack::start(0, 0).await;
+    let load = s.load();
+    let mut args = vec!["--steps", "20,50,100"];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    let load = load.finish().await;
+    assert_eq!(done.code, 0, "{done:?}");
+    assert_eq!(done.has("passed"), 3, "{done:?}");
+    let result = done.events.last().expect("a result");
+    assert_eq!(result["outcome"], "promoted", "{done:?}");
+    for step in done.events.iter().filter(|e| e["event"] == "passed") {
+        assert!(step["canary"]["requests"].as_u64() >= Some(20), "{step}");
+        assert_eq!(step["canary"]["errors"], 0, "{step}");
+    }
+    assert_no_failures(&load);
+    assert_eq!(s.setting("active").await.as_deref(), Some("green"));
+    assert_eq!(s.setting("canary").await.as_deref(), Some("0"));
+    assert_eq!(s.setting("previous").await.as_deref(), Some("blue"));
+    assert_eq!(s.setting("promotion").await, None);
+    let history = s.history().await;
+    for action in ["\"promote\"", "\"promote-step\"", "\"promote-passed\""] {
+        assert!(history.contains(action), "{action} in {history}");
+    }
+    assert!(history.contains("77"), "by the build: {history}");
+    let green = s.green.answered().0;
+    assert!(green > 0, "green served");
+    // The edges' traffic records are withdrawn once the promotion ends.
+    eventually(WAIT, "traffic records withdrawn", || async {
+        let keys = s
+            .consul
+            .kv_keys(&format!("deploy-templater/traffic/{}/", s.svc))
+            .await?;
+        anyhow::ensure!(keys.is_empty(), "{keys:?}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failing_green_is_rolled_back_at_its_first_step() {
+    let s = Stack::start(0, 50).await;
+    let load = s.load();
+    let mut args = vec!["--steps", "10,50,100", "--max-wait", "30s"];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    let load = load.finish().await;
+    assert_eq!(done.code, 6, "{done:?}");
+    let failed = done
+        .events
+        .iter()
+        .find(|e| e["event"] == "failed")
+        .expect("a failed event");
+    assert_eq!(failed["step"], 1, "at its first step: {done:?}");
+    assert!(
+        done.stderr.contains("green: 5xx") && done.stderr.contains("(blue: 0% over"),
+        "names the figure and the baseline: {done:?}"
+    );
+    s.back_on_blue().await;
+    // What users saw fail is green's 500s, and green only ever had the first step's share.
+    let (green, green_failed) = s.green.answered();
+    let blue: u64 = s.blues.iter().map(|b| b.answered().0).sum();
+    assert_eq!(load.failed, green_failed, "{:?}", load.errors);
+    let share = green as f64 * 100.0 / (green + blue) as f64;
+    assert!(share <= 15.0, "green got {share:.1}% (10% step)");
+    println!(
+        "users saw {} failed of {} requests",
+        load.failed,
+        load.ok + load.failed
+    );
+    assert!(s.history().await.contains("promote-failed"));
+}
+
+#[tokio::test]
+async fn no_traffic_is_inconclusive() {
+    let s = Stack::start(0, 0).await;
+    let mut args = vec!["--steps", "50,100", "--max-wait", "5s"];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    assert_eq!(done.code, 7, "{done:?}");
+    assert!(done.has("waiting") >= 1, "{done:?}");
+    assert!(done.stderr.contains("--min-requests"), "{done:?}");
+    s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn a_baseline_failing_alike_holds_the_step_instead_of_blaming_the_canary() {
+    let s = Stack::start(30, 30).await;
+    let load = s.load();
+    let mut args = vec!["--steps", "50,100", "--max-wait", "8s"];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    let _ = load.finish().await;
+    assert_eq!(done.code, 7, "inconclusive, not failed: {done:?}");
+    assert!(done.has("holding") >= 1, "{done:?}");
+    assert!(done.stderr.contains("baseline is as bad"), "{done:?}");
+    s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn a_failing_check_rolls_back_before_any_user_reaches_green() {
+    let s = Stack::start(0, 0).await;
+    let load = s.load();
+    let mut args = vec![
+        "--check",
+        "echo smoke test of $SWARMGATE_COLOR via $SWARMGATE_EDGE; exit 3",
+    ];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    let load = load.finish().await;
+    assert_eq!(done.code, 6, "{done:?}");
+    assert!(
+        done.stderr.contains("| smoke test of green via"),
+        "the tail of its output: {done:?}"
+    );
+    assert_eq!(done.has("step"), 0, "no traffic step: {done:?}");
+    assert_eq!(s.green.answered().0, 0, "no user reached green");
+    assert_no_failures(&load);
+    s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn sigterm_mid_promotion_rolls_back() {
+    let s = Stack::start(0, 0).await;
+    let load = s.load();
+    let mut args = vec!["--steps", "30,100", "--interval", "60s"];
+    args.extend_from_slice(&FAST[2..]);
+    let mut child = s.promote(&args);
+    until_event(&mut child, "live").await;
+    assert_eq!(s.setting("canary").await.as_deref(), Some("30"));
+    let pid = child.id().expect("pid") as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM)
+        .expect("signal");
+    let done = finish(child).await;
+    let load = load.finish().await;
+    assert_eq!(done.code, 143, "{done:?}");
+    assert!(done.has("rolled-back") == 1, "{done:?}");
+    assert_no_failures(&load);
+    s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn a_second_promotion_exits_4_and_rollback_aborts_the_first() {
+    let s = Stack::start(0, 0).await;
+    let load = s.load();
+    let mut args = vec!["--steps", "25,100", "--interval", "60s"];
+    args.extend_from_slice(&FAST[2..]);
+    let mut first = s.promote(&args);
+    until_event(&mut first, "live").await;
+    let second = finish(s.promote(&args)).await;
+    assert_eq!(second.code, 4, "{second:?}");
+    assert!(
+        second.stderr.contains("already being promoted"),
+        "{second:?}"
+    );
+    // flip and canary refuse while it runs.
+    let (code, out) = cli_async(&s.consul, &["canary", &s.svc, "50"]).await;
+    assert_eq!(code, 4, "{out}");
+    let (code, out) = cli_async(&s.consul, &["rollback", &s.svc, "--wait-live", "20"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("aborted"), "{out}");
+    let done = finish(first).await;
+    let load = load.finish().await;
+    assert_eq!(done.code, 6, "{done:?}");
+    assert!(done.has("aborted") >= 1, "{done:?}");
+    assert_no_failures(&load);
+    s.back_on_blue().await;
+    assert!(s.history().await.contains("promote-aborted"));
+}
+
+#[tokio::test]
+async fn a_killed_cli_leaves_its_step_and_status_says_so() {
+    let s = Stack::start(0, 0).await;
+    let mut args = vec!["--steps", "40,100", "--interval", "60s"];
+    args.extend_from_slice(&FAST[2..]);
+    let mut child = s.promote(&args);
+    until_event(&mut child, "live").await;
+    child.start_kill().expect("kill");
+    let _ = child.wait().await;
+    assert_eq!(s.setting("canary").await.as_deref(), Some("40"), "stays");
+    // Once Consul lets the CLI's session go, status calls the promotion interrupted.
+    eventually(
+        Duration::from_secs(45),
+        "status says interrupted",
+        || async {
+            let (code, out) = cli_async(&s.consul, &["status", &s.svc]).await;
+            anyhow::ensure!(code == 0, "{out}");
+            anyhow::ensure!(
+                out.contains("promotion of green") && out.contains("40%"),
+                "{out}"
+            );
+            anyhow::ensure!(out.contains("INTERRUPTED"), "{out}");
+            Ok(())
+        },
+    )
+    .await;
+    let (code, out) = cli_async(&s.consul, &["rollback", &s.svc, "--wait-live", "20"]).await;
+    assert_eq!(code, 0, "{out}");
+    s.back_on_blue().await;
+}
