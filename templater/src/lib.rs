@@ -26,6 +26,7 @@
 //! - [`daemon`]: `templater run`, the render loop.
 //! - [`deploy`]: `flip`, `canary`, `rollback` and `--wait-live`.
 //! - [`status`]: `templater status`.
+//! - [`history`]: the bounded deploy history in KV and `--by`.
 //! - [`config`]: flags, environment and the checked configuration.
 //! - [`cli`]: the command handlers and exit codes.
 //! - [`metrics`]: `/metrics` and `/health`.
@@ -40,6 +41,7 @@ pub mod dashboard;
 pub mod dataplane;
 pub mod deploy;
 pub mod guard;
+pub mod history;
 pub mod install;
 pub mod isolate;
 pub mod keys;
