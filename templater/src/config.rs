@@ -74,6 +74,29 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Show settings and instances as Consul says, and per edge the plan it has live (shares).
     Status(StatusArgs),
+    /// Show a service's deploy history, newest last.
+    History(HistoryArgs),
+}
+
+/// Who deploys, written to the deploy history.
+#[derive(Debug, Args)]
+pub struct By {
+    /// Who or what deploys, for `templater history` [default: the CI run from GITHUB_RUN_ID,
+    /// CI_JOB_ID, CIRCLE_BUILD_NUM, BUILDKITE_BUILD_NUMBER or BUILD_NUMBER (Jenkins, TeamCity)
+    /// with its job and user, else $USER, else "unknown"].
+    #[arg(long = "by", env = "TEMPLATER_BY", value_name = "WHO")]
+    pub by: Option<String>,
+}
+
+impl By {
+    /// `--by`, else [`crate::history::default_by`].
+    pub fn resolve(&self) -> String {
+        self.by
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map_or_else(crate::history::default_by, str::to_string)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -86,6 +109,8 @@ pub struct FlipArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +122,8 @@ pub struct CanaryArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
@@ -108,12 +135,22 @@ pub struct RollbackArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub service: Option<String>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub service: String,
+    /// Print the entries as a JSON array.
     #[arg(long)]
     pub json: bool,
 }

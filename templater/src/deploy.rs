@@ -63,6 +63,17 @@ pub struct Deploy {
     pub colors: Vec<String>,
 }
 
+/// A settings change that was made: the new settings index, which colours traffic moved
+/// between (for the history), and the message the command prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub index: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub detail: String,
+    pub message: String,
+}
+
 /// A KV value with its ModifyIndex (0 when absent).
 struct Current {
     value: Option<String>,
@@ -83,7 +94,8 @@ impl Deploy {
         })
     }
 
-    fn check_service(service: &str) -> Result<(), DeployError> {
+    /// Refuses a service name Consul cannot hold (exit 2).
+    pub(crate) fn check_service(service: &str) -> Result<(), DeployError> {
         swarmgate_consul::rules::service_name(service)
             .map_err(|e| DeployError::Invalid(format!("service {service:?}: {e}")))
     }
@@ -125,7 +137,7 @@ impl Deploy {
         service: &str,
         color: Option<&str>,
         force: bool,
-    ) -> Result<(u64, String), DeployError> {
+    ) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         let active = self.read(service, Field::Active).await?;
         let current = active
@@ -139,16 +151,21 @@ impl Deploy {
         self.require_passing(service, &target, force).await?;
         self.commit(service, &target, current.as_deref(), active.index)
             .await?;
-        let was = current.map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
+        let was = current
+            .as_deref()
+            .map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
         let index = self.read(service, Field::Active).await?.index;
-        Ok((
+        Ok(Change {
             index,
-            format!("{service}: {target} is active ({was}); canary 0"),
-        ))
+            message: format!("{service}: {target} is active ({was}); canary 0"),
+            from: current,
+            to: Some(target),
+            detail: forced(force),
+        })
     }
 
     /// Back to the previous colour, canary 0.
-    pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
+    pub async fn rollback(&self, service: &str, force: bool) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         let active = self.read(service, Field::Active).await?;
         let previous = self.read(service, Field::Previous).await?;
@@ -167,14 +184,17 @@ impl Deploy {
         self.commit(service, &target, current.as_deref(), active.index)
             .await?;
         let index = self.read(service, Field::Active).await?.index;
-        Ok((
+        Ok(Change {
             index,
-            format!("{service}: rolled back to {target}; canary 0"),
-        ))
+            message: format!("{service}: rolled back to {target}; canary 0"),
+            from: current,
+            to: Some(target),
+            detail: forced(force),
+        })
     }
 
     /// Sends `percent` of traffic to the colours that are not active.
-    pub async fn canary(&self, service: &str, percent: &str) -> Result<(u64, String), DeployError> {
+    pub async fn canary(&self, service: &str, percent: &str) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         let percent =
             parse_canary(percent).map_err(|e| DeployError::Invalid(format!("canary {e}")))?;
@@ -201,10 +221,19 @@ impl Deploy {
             )));
         }
         let index = self.read(service, Field::Canary).await?.index;
-        Ok((
+        let others: Vec<&str> = self
+            .colors
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != active_color)
+            .collect();
+        Ok(Change {
             index,
-            format!("{service}: {percent}% to the colours other than {active_color}"),
-        ))
+            message: format!("{service}: {percent}% to the colours other than {active_color}"),
+            to: Some(others.join(",")),
+            from: Some(active_color),
+            detail: format!("{percent}%"),
+        })
     }
 
     fn other_color(&self, current: Option<&str>, service: &str) -> Result<String, DeployError> {
@@ -331,6 +360,15 @@ impl Deploy {
             .filter(|s| s.is_fresh(now))
             .map(|s| s.name)
             .collect())
+    }
+}
+
+/// The history's detail of a flip or rollback.
+fn forced(force: bool) -> String {
+    if force {
+        "--force: no passing-instance check".into()
+    } else {
+        String::new()
     }
 }
 
