@@ -7,6 +7,9 @@
 pub const MAX_NAME_LEN: usize = 128;
 /// Longest tag, meta value or check parameter (Consul's meta value limit).
 pub const MAX_VALUE_LEN: usize = 512;
+/// The service meta key naming the image an instance's container runs: the registrator sets
+/// it, `templater status` shows it per colour.
+pub const META_IMAGE: &str = "image";
 
 /// Why a name or value breaks a rule; the message never repeats the value's owner (a label,
 /// a KV key): callers say that.

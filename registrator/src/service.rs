@@ -21,7 +21,7 @@ pub const OWNER_META_VALUE: &str = "swarmgate-registrator";
 pub const META_NODE: &str = "node";
 pub const META_CONTAINER_ID: &str = "container-id";
 pub const META_CONTAINER_NAME: &str = "container-name";
-pub const META_IMAGE: &str = "image";
+pub use swarmgate_consul::rules::META_IMAGE;
 /// Label of a swarm task naming its swarm service.
 pub const SWARM_SERVICE_LABEL: &str = "com.docker.swarm.service.name";
 

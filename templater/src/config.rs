@@ -76,6 +76,29 @@ pub enum Command {
     Status(StatusArgs),
     /// Move traffic to COLOR in steps, judging each on live traffic; roll back on failure.
     Promote(Box<crate::promote::PromoteArgs>),
+    /// Show a service's deploy history, newest last.
+    History(HistoryArgs),
+}
+
+/// Who deploys, written to the deploy history.
+#[derive(Debug, Args)]
+pub struct By {
+    /// Who or what deploys, for `templater history` [default: the CI run from GITHUB_RUN_ID,
+    /// CI_JOB_ID, CIRCLE_BUILD_NUM, BUILDKITE_BUILD_NUMBER or BUILD_NUMBER (Jenkins, TeamCity)
+    /// with its job and user, else $USER, else "unknown"].
+    #[arg(long = "by", env = "TEMPLATER_BY", value_name = "WHO")]
+    pub by: Option<String>,
+}
+
+impl By {
+    /// `--by`, else [`crate::history::default_by`].
+    pub fn resolve(&self) -> String {
+        self.by
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .map_or_else(crate::history::default_by, str::to_string)
+    }
 }
 
 #[derive(Debug, Args)]
@@ -88,6 +111,8 @@ pub struct FlipArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
@@ -99,6 +124,8 @@ pub struct CanaryArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
@@ -110,12 +137,22 @@ pub struct RollbackArgs {
     /// Return only once every running templater has the change live (seconds).
     #[arg(long = "wait-live", value_name = "SECONDS")]
     pub wait_live: Option<u64>,
+    #[command(flatten)]
+    pub by: By,
 }
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     pub service: Option<String>,
     /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    pub service: String,
+    /// Print the entries as a JSON array.
     #[arg(long)]
     pub json: bool,
 }

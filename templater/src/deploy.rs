@@ -75,6 +75,17 @@ pub struct Deploy {
     pub colors: Vec<String>,
 }
 
+/// A settings change that was made: the new settings index, which colours traffic moved
+/// between (for the history), and the message the command prints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub index: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub detail: String,
+    pub message: String,
+}
+
 /// A KV value with its ModifyIndex (0 when absent).
 pub(crate) struct Current {
     pub value: Option<String>,
@@ -95,6 +106,7 @@ impl Deploy {
         })
     }
 
+    /// Refuses a service name Consul cannot hold (exit 2).
     pub(crate) fn check_service(service: &str) -> Result<(), DeployError> {
         swarmgate_consul::rules::service_name(service)
             .map_err(|e| DeployError::Invalid(format!("service {service:?}: {e}")))
@@ -137,7 +149,7 @@ impl Deploy {
         service: &str,
         color: Option<&str>,
         force: bool,
-    ) -> Result<(u64, String), DeployError> {
+    ) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         let active = self.read(service, Field::Active).await?;
         let current = active
@@ -152,17 +164,22 @@ impl Deploy {
         let ended = self.promotion_guard(service).await?;
         self.commit(service, &target, current.as_deref(), active.index, ended)
             .await?;
-        let was = current.map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
+        let was = current
+            .as_deref()
+            .map_or_else(|| "no active colour".to_string(), |c| format!("was {c}"));
         let index = self.read(service, Field::Active).await?.index;
-        Ok((
+        Ok(Change {
             index,
-            format!("{service}: {target} is active ({was}); canary 0"),
-        ))
+            message: format!("{service}: {target} is active ({was}); canary 0"),
+            from: current,
+            to: Some(target),
+            detail: forced(force),
+        })
     }
 
     /// Back to the previous colour, canary 0; during a promotion (running or interrupted),
     /// back to the colour it started from, ending the promotion.
-    pub async fn rollback(&self, service: &str, force: bool) -> Result<(u64, String), DeployError> {
+    pub async fn rollback(&self, service: &str, force: bool) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         if let Some(found) = crate::promote::record::read(&self.client, &self.keys, service).await?
         {
@@ -191,10 +208,13 @@ impl Deploy {
         )
         .await?;
         let index = self.read(service, Field::Active).await?.index;
-        Ok((
+        Ok(Change {
             index,
-            format!("{service}: rolled back to {target}; canary 0"),
-        ))
+            message: format!("{service}: rolled back to {target}; canary 0"),
+            from: current,
+            to: Some(target),
+            detail: forced(force),
+        })
     }
 
     /// Ends `found`'s promotion with all traffic on the colour it started from: canary 0 and
@@ -203,7 +223,7 @@ impl Deploy {
         &self,
         service: &str,
         found: &crate::promote::record::Found,
-    ) -> Result<(u64, String), DeployError> {
+    ) -> Result<Change, DeployError> {
         let from = &found.promotion.from;
         let active = self.read(service, Field::Active).await?;
         if active.value.as_deref() != Some(from.as_str()) {
@@ -220,13 +240,16 @@ impl Deploy {
                     "{service}'s promotion changed while this command ran; run it again"
                 ))
             })?;
-        Ok((
+        Ok(Change {
             index,
-            format!(
+            message: format!(
                 "{service}: promotion of {} aborted, rolled back to {from}; canary 0",
                 found.promotion.color
             ),
-        ))
+            from: Some(found.promotion.color.clone()),
+            to: Some(from.clone()),
+            detail: "aborted the promotion".into(),
+        })
     }
 
     /// Canary 0 and the promotion record deleted, only while the record is at `record_index`
@@ -262,7 +285,7 @@ impl Deploy {
     }
 
     /// Sends `percent` of traffic to the colours that are not active.
-    pub async fn canary(&self, service: &str, percent: &str) -> Result<(u64, String), DeployError> {
+    pub async fn canary(&self, service: &str, percent: &str) -> Result<Change, DeployError> {
         Self::check_service(service)?;
         let percent =
             parse_canary(percent).map_err(|e| DeployError::Invalid(format!("canary {e}")))?;
@@ -281,10 +304,19 @@ impl Deploy {
                     "{service}'s settings changed while this command ran; run it again"
                 ))
             })?;
-        Ok((
+        let others: Vec<&str> = self
+            .colors
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != active_color)
+            .collect();
+        Ok(Change {
             index,
-            format!("{service}: {percent}% to the colours other than {active_color}"),
-        ))
+            message: format!("{service}: {percent}% to the colours other than {active_color}"),
+            to: Some(others.join(",")),
+            from: Some(active_color),
+            detail: format!("{percent}%"),
+        })
     }
 
     pub(crate) fn other_color(
@@ -468,6 +500,15 @@ impl Deploy {
             .filter(|s| s.is_fresh(now))
             .map(|s| s.name)
             .collect())
+    }
+}
+
+/// The history's detail of a flip or rollback.
+fn forced(force: bool) -> String {
+    if force {
+        "--force: no passing-instance check".into()
+    } else {
+        String::new()
     }
 }
 

@@ -1,11 +1,13 @@
 //! `templater status`: per service, what Consul says now (settings, instances per colour with
-//! health) and, per edge, the plan that edge has live — read back from its records, never
-//! worked out again here — with where it differs from what the edge's own options make of
-//! Consul now (a change not taken yet, an instance not served yet). Then every edge's state.
+//! health and the images they run) and, per edge, the plan that edge has live — read back
+//! from its records, never worked out again here — with where it differs from what the edge's
+//! own options make of Consul now (a change not taken yet, an instance not served yet). Then
+//! every edge's state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
+use swarmgate_consul::rules::META_IMAGE;
 use swarmgate_consul::{CheckStatus, Client, QueryOptions};
 
 use crate::deploy::DeployError;
@@ -63,6 +65,8 @@ pub struct PromotionReport {
 pub struct ColorCount {
     pub instances: usize,
     pub healthy: usize,
+    /// The images its instances run (the registrator's `image` meta), sorted.
+    pub images: BTreeSet<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +171,7 @@ fn service_report(
                 .or_default();
             c.instances += 1;
             c.healthy += usize::from(i.health == CheckStatus::Passing);
+            c.images.extend(i.meta.get(META_IMAGE).cloned());
             ConsulInstance {
                 id: i.id.clone(),
                 node: i.node.clone(),
@@ -275,8 +280,10 @@ pub fn to_text(r: &Report) -> String {
         }
         for (color, c) in &s.colors {
             out += &format!(
-                "  {color:<8} {} instances, {} healthy\n",
-                c.instances, c.healthy
+                "  {color:<8} {} instances, {} healthy{}\n",
+                c.instances,
+                c.healthy,
+                images_text(&c.images)
             );
         }
         for bad in &s.invalid {
@@ -299,6 +306,16 @@ pub fn to_text(r: &Report) -> String {
         edge_text(&mut out, e);
     }
     out
+}
+
+/// `, image acme/web:1.2` or `, images a, b`; nothing when no instance names one.
+fn images_text(images: &BTreeSet<String>) -> String {
+    let list: Vec<&str> = images.iter().map(String::as_str).collect();
+    match list.as_slice() {
+        [] => String::new(),
+        [one] => format!(", image {one}"),
+        many => format!(", images {}", many.join(", ")),
+    }
 }
 
 fn edge_plan_text(out: &mut String, e: &EdgePlan) {

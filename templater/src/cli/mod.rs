@@ -1,9 +1,10 @@
 //! The command handlers: `run` and each deploy command in its own module, sharing the set-up
-//! of a deploy client, the printing of results (a closed stdout ends quietly), and the mapping
-//! of errors to the exit codes documented in `--help`.
+//! of a deploy client, the history entry of each settings change, the printing of results (a
+//! closed stdout ends quietly), and the mapping of errors to the exit codes documented in `--help`.
 
 mod canary;
 mod flip;
+mod history;
 mod rollback;
 mod run;
 mod status;
@@ -14,8 +15,9 @@ use std::time::Duration;
 use swarmgate_consul::Client;
 use swarmgate_runtime::exit;
 
-use crate::config::{Cli, Command, Common};
-use crate::deploy::{Deploy, DeployError};
+use crate::config::{By, Cli, Command, Common};
+use crate::deploy::{Change, Deploy, DeployError};
+use crate::history::Entry;
 
 /// Runs the command; answers the process's exit code.
 pub fn main(cli: Cli) -> u8 {
@@ -70,6 +72,7 @@ async fn deploy(common: &Common, command: &Command) -> u8 {
         Command::Rollback(a) => rollback::run(&d, a).await,
         Command::Status(a) => status::run(&d, a).await,
         Command::Promote(a) => crate::promote::promote(&d, a).await,
+        Command::History(a) => history::run(&d, a).await,
         Command::Run(_) => unreachable!("dispatched in main"),
     };
     match result {
@@ -78,20 +81,31 @@ async fn deploy(common: &Common, command: &Command) -> u8 {
     }
 }
 
-/// The message of a settings change, waiting for it to be live when asked.
-async fn then_wait(
+/// Records a settings change that was made in the service's history (a failure only warns),
+/// then answers its message, waiting for it to be live when asked.
+async fn recorded_then_wait(
     d: &Deploy,
     service: &str,
-    (index, message): (u64, String),
+    action: &str,
+    change: Change,
+    by: &By,
     wait_live: Option<u64>,
 ) -> Result<String, DeployError> {
+    let entry = Entry::now(
+        action,
+        change.from.as_deref(),
+        change.to.as_deref(),
+        change.detail,
+        &by.resolve(),
+    );
+    crate::history::record(&d.client, &d.keys, service, entry).await;
     match wait_live {
         Some(secs) => {
             let live = d
-                .wait_live(service, index, Duration::from_secs(secs))
+                .wait_live(service, change.index, Duration::from_secs(secs))
                 .await?;
-            Ok(format!("{message}; {live}"))
+            Ok(format!("{}; {live}", change.message))
         }
-        None => Ok(message),
+        None => Ok(change.message),
     }
 }

@@ -61,9 +61,8 @@ pub struct PromoteArgs {
     /// The preview header the edges honour (SWARMGATE_PREVIEW_HEADER names it).
     #[arg(long = "preview-header", default_value = "X-Swarmgate-Color")]
     pub preview_header: String,
-    /// Who runs it, for the history [default: the CI build (BUILD_NUMBER, GITHUB_RUN_ID, …) or the user].
-    #[arg(long, env = "TEMPLATER_BY")]
-    pub by: Option<String>,
+    #[command(flatten)]
+    pub by: crate::config::By,
     /// One JSON event per line on stdout instead of text.
     #[arg(long)]
     pub json: bool,

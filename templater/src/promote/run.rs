@@ -103,7 +103,7 @@ pub async fn promote(d: &Deploy, a: &PromoteArgs) -> Result<String, DeployError>
             step: None,
             started_unix: unix_now(),
             step_unix: unix_now(),
-            by: a.by.clone().unwrap_or_else(history::default_by),
+            by: a.by.resolve(),
         },
         plan,
         session,
