@@ -23,10 +23,16 @@ pub const EXIT_HELP: &str = "EXIT CODES:
     1   Consul unreachable or another runtime error
     2   a value the command was given is refused: service, colour, percent (the message names it)
     3   refused: no passing instance of the target colour, no previous colour, no active colour
-    4   conflict: another deploy changed the settings meanwhile (check-and-set lost); run again
+    4   conflict: another deploy changed the settings meanwhile (check-and-set lost), or the
+        service is being promoted (a second promote, or flip/canary during one); run again
     5   --wait-live timed out before every templater acknowledged the change
+    6   promote: a step failed (limits, --check, no passing instance) or `rollback` aborted
+        it; traffic is back on the colour that was active
+    7   promote: inconclusive (too few requests, or a baseline failing alike, until
+        --max-wait); traffic is back on the colour that was active
+    130 promote stopped by SIGINT, after rolling back (143: SIGTERM)
     64  bad flags or environment, clap's own errors included (the message names the input)
-    130 a second signal cut the drain short";
+    130 run: a second signal cut the drain short";
 
 pub const DEFAULT_KV_PREFIX: &str = "deploy";
 pub const DEFAULT_COLORS: &str = "blue,green";
