@@ -249,4 +249,38 @@ pub(crate) mod tests {
         assert_eq!(lua.services["x"].peers, Vec::new());
         assert_eq!(lua.services["x"].sticky, None);
     }
+
+    /// The pinning, printed from the plan: every colour's preview peers (weight 1, no backup,
+    /// an empty list for a colour with none), the cookie's active colour only while canary > 0.
+    #[test]
+    fn the_pinning_is_the_plans() {
+        use CheckStatus::*;
+        let mut cat = catalog(&[
+            ("app", "b1", "10.0.0.1", 80, "blue", Passing),
+            ("app", "g1", "10.0.0.2", 81, "green", Critical),
+        ]);
+        let meta = [("preview", "true"), ("canary_cookie", "true")];
+        cat.services.get_mut("app").expect("app").instances[0].meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let plan = build(&cat, &settings("app", "blue", 10), &opts(), None, &NoFiles);
+        let json: serde_json::Value =
+            serde_json::from_slice(&StateDoc::of(&plan, 5).to_json()).expect("json");
+        let app = &json["services"]["app"];
+        assert_eq!(
+            app["preview"],
+            serde_json::json!({"blue": [{"id": "b1", "address": "10.0.0.1", "port": 80,
+                "weight": 1, "backup": false, "color": "blue"}], "green": []})
+        );
+        assert_eq!(app["canary_cookie"], "blue");
+        let at_zero = build(&cat, &settings("app", "blue", 0), &opts(), None, &NoFiles);
+        let doc = StateDoc::of(&at_zero, 6);
+        assert_eq!(
+            doc.services["app"].canary_cookie, None,
+            "canary 0: no cookie"
+        );
+        let back: StateDoc = serde_json::from_slice(&doc.to_json()).expect("reads back");
+        assert_eq!(back, doc);
+    }
 }

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 
 use common::*;
 use serde_json::json;
+use templater::state_doc::StateDoc;
 use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
 
 const HEADER: &str = "X-Swarmgate-Color";
@@ -51,7 +52,10 @@ impl Edge {
         }
         let r = req.send().await?;
         let h = r.headers();
-        let served = h.get(HEADER).and_then(|v| v.to_str().ok()).map(String::from);
+        let served = h
+            .get(HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
         let set_cookie = h
             .get_all("set-cookie")
             .iter()
@@ -80,11 +84,15 @@ impl Edge {
 
     /// Waits until `n` GETs with `headers` all answer `want` ("<status> <body>").
     async fn only(&self, headers: &[(&str, &str)], want: &str, n: usize) {
-        eventually(WAIT, &format!("{headers:?} answers only {want:?}"), || async {
-            let got = self.tally(headers, n).await;
-            anyhow::ensure!(got.len() == 1 && got.contains_key(want), "{got:?}");
-            Ok(())
-        })
+        eventually(
+            WAIT,
+            &format!("{headers:?} answers only {want:?}"),
+            || async {
+                let got = self.tally(headers, n).await;
+                anyhow::ensure!(got.len() == 1 && got.contains_key(want), "{got:?}");
+                Ok(())
+            },
+        )
         .await;
     }
 }
@@ -206,6 +214,22 @@ async fn preview_reaches_the_colour_and_never_another(plane: Plane) {
     let no_green = format!("503 swarmgate: {svc} has no healthy green instance");
     edge.only(&[(HEADER, "green")], &no_green, 20).await;
     edge.only(&[], "200 blue", 5).await;
+    if let Some(lua) = &stack._lua {
+        // nginx's canonical form of the pinning reads back as what the templater pushed.
+        let (status, held) = lua.control("GET", b"").await;
+        assert_eq!(status, 200, "{held}");
+        let held: StateDoc = serde_json::from_str(&held).expect("GET /state");
+        let file = std::fs::read(&lua.state_file).expect("state file");
+        let pushed: StateDoc = serde_json::from_slice(&file).expect("state file");
+        assert_eq!(held, pushed);
+        assert_eq!(
+            held.services[&svc]
+                .preview
+                .as_ref()
+                .map(|p| p["green"].len()),
+            Some(0)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -237,11 +261,21 @@ async fn preview_is_off_unless_asked(plane: Plane) {
         let a = edge.get(&[(HEADER, "green")]).await.expect("answer");
         assert_eq!(a.served, None, "no preview, no header");
     }
-    let stack = Stack::start(&consul, plane, &["--preview", "--preview-header", "X-Ci-Colour"]).await;
+    let stack = Stack::start(
+        &consul,
+        plane,
+        &["--preview", "--preview-header", "X-Ci-Colour"],
+    )
+    .await;
     let edge = Edge::new(stack.port(), &host);
-    edge.only(&[("X-Ci-Colour", "green")], "200 green", 10).await;
+    edge.only(&[("X-Ci-Colour", "green")], "200 green", 10)
+        .await;
     let got = edge.tally(&[(HEADER, "green")], 10).await;
-    assert_eq!(got.keys().collect::<Vec<_>>(), ["200 blue"], "the other header name: {got:?}");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["200 blue"],
+        "the other header name: {got:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +326,11 @@ async fn lua_plane_canary_cookie_keeps_a_user_on_the_canary() {
     assert_eq!(got.keys().collect::<Vec<_>>(), ["200 green"], "{got:?}");
     let other = format!("a=1; {cookie}; b=2");
     let got = edge.tally(&[("Cookie", other.as_str())], 10).await;
-    assert_eq!(got.keys().collect::<Vec<_>>(), ["200 green"], "among cookies: {got:?}");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["200 green"],
+        "among cookies: {got:?}"
+    );
     let bogus = format!("{key}=purple");
     let got = edge.tally(&[("Cookie", bogus.as_str())], 20).await;
     assert_eq!(got.len(), 2, "an unknown colour: normal weights: {got:?}");
