@@ -15,6 +15,7 @@ use crate::dataplane::Mode;
 use crate::keys::Keys;
 use crate::lua_plane::{LuaOptions, DEFAULT_DICT_SIZE, DEFAULT_LUA_DIR, DEFAULT_STATE_FILE};
 use crate::nginx::{Nginx, DEFAULT_CHECK_TIMEOUT};
+use crate::pin::{self, DEFAULT_PREVIEW_HEADER};
 use crate::plan::{HealthFilter, PlanOptions};
 use crate::render::{LuaPage, Page, TemplateSpec, DATAPLANE_TEMPLATE};
 
@@ -240,6 +241,14 @@ pub struct RunArgs {
     /// Lua data plane: size of nginx's shared dictionary holding the state (`16m`, `512k`).
     #[arg(long = "dict-size", env = "TEMPLATER_DICT_SIZE", default_value = DEFAULT_DICT_SIZE)]
     pub dict_size: String,
+    /// Preview for every service: a request whose preview header names a colour goes to that
+    /// colour's healthy instances whatever the weights, or answers 503 when it has none
+    /// [default: only services with meta preview=true].
+    #[arg(long, env = "TEMPLATER_PREVIEW")]
+    pub preview: bool,
+    /// The request header that names the colour of a preview request (letters, digits, `-`).
+    #[arg(long = "preview-header", env = "TEMPLATER_PREVIEW_HEADER", default_value = DEFAULT_PREVIEW_HEADER)]
+    pub preview_header: String,
     /// Longest blocking-query wait.
     #[arg(
         long = "watch-wait",
@@ -362,6 +371,7 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
     };
     swarmgate_consul::rules::plain_name(&name).map_err(|e| format!("--name: {e}"))?;
     let colors = common.checked_colors()?;
+    let preview_header = pin::check_header(&r.preview_header)?;
     let duration = |flag: &str, raw: &str| {
         swarmgate_consul::duration::parse_or_seconds(raw).map_err(|e| format!("{flag}: {e}"))
     };
@@ -384,6 +394,8 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             listen: r.listen,
             listen_tls: r.listen_tls,
             dataplane: r.dataplane.as_str(),
+            preview_var: pin::header_variable(&preview_header),
+            preview_header,
             lua: lua.as_ref().map(|l| LuaPage {
                 lua_dir: l.lua_dir.display().to_string(),
                 state_file: l.state_file.display().to_string(),
@@ -397,6 +409,7 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
             backup_inactive: !r.no_backup,
             domain: r.domain.clone(),
             allow_hostnames: r.allow_hostnames,
+            preview: r.preview,
         },
         once: r.once,
         dry_run: r.dry_run,

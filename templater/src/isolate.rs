@@ -143,6 +143,7 @@ mod tests {
                             excluded: None,
                             held: None,
                             warnings: vec![],
+                            pinning: Default::default(),
                         },
                     )
                 })

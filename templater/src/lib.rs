@@ -6,6 +6,7 @@
 //! - [`keys`]: every KV key the templater reads or writes.
 //! - [`settings`]: deploy settings in KV (active colour, canary, previous).
 //! - [`weights`]: exact traffic shares as integer nginx weights.
+//! - [`pin`]: requests pinned to one colour (the preview header, the canary cookie).
 //! - [`plan`]: the one decision of what serves: per service, servers, weights, shares, vhost.
 //! - [`render`]: minijinja with nginx-safe printing; templates print the plan.
 //! - [`install`]: installing rendered files all or none, and crash recovery.
@@ -52,6 +53,7 @@ pub mod lua_plane;
 pub mod metrics;
 pub mod model;
 pub mod nginx;
+pub mod pin;
 pub mod plan;
 pub mod promote;
 pub mod publish;

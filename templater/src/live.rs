@@ -154,6 +154,7 @@ pub(crate) mod tests {
                 excluded: None,
                 held: None,
                 warnings: Vec::new(),
+                pinning: Default::default(),
             };
             p.services.insert(name.to_string(), s);
         }
@@ -169,6 +170,7 @@ pub(crate) mod tests {
                 backup_inactive: true,
                 domain: "localhost".into(),
                 allow_hostnames: false,
+                preview: false,
             },
             dataplane: "reload".into(),
             started_unix: 1,

@@ -99,6 +99,8 @@ async fn plane(dir: &Path, control: &str) -> LuaPlane {
         listen: 80,
         listen_tls: 443,
         dataplane: "lua",
+        preview_header: "X-Swarmgate-Color".into(),
+        preview_var: "http_x_swarmgate_color".into(),
         lua: None,
     };
     let nginx = Nginx {

@@ -310,6 +310,7 @@ mod tests {
                 excluded: None,
                 held: None,
                 warnings: vec![],
+                pinning: Default::default(),
             };
             p.services.insert(name.to_string(), s);
         }

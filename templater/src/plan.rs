@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use swarmgate_consul::{rules, CheckStatus};
 
 use crate::model::{self, Catalog, Instance, ServiceView};
+use crate::pin::{self, Pinning};
 use crate::settings::{DeploySettings, Settings};
 use crate::weights::{effective_shares, split, Assigned};
 
@@ -52,6 +53,9 @@ pub struct PlanOptions {
     pub domain: String,
     /// Serve instances registered at a host name (nginx resolves it when it loads the config).
     pub allow_hostnames: bool,
+    /// Preview header on for every service (`--preview`), not only those with meta `preview`.
+    #[serde(default)]
+    pub preview: bool,
 }
 
 /// Why an instance does not serve.
@@ -144,6 +148,9 @@ pub struct ServicePlan {
     pub held: Option<String>,
     /// Problems that did not stop it from being served (a public setting ignored).
     pub warnings: Vec<String>,
+    /// Requests pinned to one colour: the preview header, the canary cookie.
+    #[serde(default)]
+    pub pinning: Pinning,
 }
 
 impl ServicePlan {
@@ -211,6 +218,7 @@ pub fn build(
             .collect(),
     };
     resolve_collisions(&mut plan, previous);
+    pin::resolve_collisions(&mut plan.services);
     plan
 }
 
@@ -242,6 +250,7 @@ fn service(
         excluded: None,
         held: None,
         warnings: Vec::new(),
+        pinning: Pinning::default(),
     };
     let color = |i: &Instance| color_of(&i.tags, &opts.colors).cloned();
     for bad in &view.invalid {
@@ -266,7 +275,7 @@ fn service(
             None => healthy.push(i),
         }
     }
-    match before.filter(|_| {
+    let switches = match before.filter(|_| {
         !view
             .instances
             .iter()
@@ -279,10 +288,12 @@ fn service(
             p.host = b.host.clone();
             p.tls = b.tls.clone();
             p.sticky = b.sticky.clone();
+            (b.pinning.preview.is_some(), b.pinning.canary_cookie)
         }
         None => virtual_host(&mut p, view, opts, files),
-    }
+    };
     assign(&mut p, &healthy, opts);
+    p.pinning = pin::decide(&p, &healthy, switches, opts);
     if let Err(e) = rules::plain_name(name) {
         p.excluded = Some(format!("unservable: the name {e} in an nginx upstream"));
     }
@@ -330,11 +341,7 @@ fn assign(p: &mut ServicePlan, healthy: &[&Instance], opts: &PlanOptions) {
             node: i.node.clone(),
             address: i.address.clone(),
             port: i.port,
-            server: if i.address.contains(':') {
-                format!("[{}]:{}", i.address, i.port)
-            } else {
-                format!("{}:{}", i.address, i.port)
-            },
+            server: server_addr(&i.address, i.port),
             color,
             health: i.health,
             weight: w.weight,
@@ -346,14 +353,24 @@ fn assign(p: &mut ServicePlan, healthy: &[&Instance], opts: &PlanOptions) {
         .collect();
 }
 
+/// `address:port`, an IPv6 address in brackets.
+pub(crate) fn server_addr(address: &str, port: u16) -> String {
+    if address.contains(':') {
+        format!("[{address}]:{port}")
+    } else {
+        format!("{address}:{port}")
+    }
+}
+
 /// Public, namespace, TLS and sticky settings, from passing instances only: an instance that
-/// fails its checks cannot change how its service is published.
+/// fails its checks cannot change how its service is published. Answers the pinning switches
+/// (meta `preview`, `canary_cookie`), read the same way.
 fn virtual_host(
     p: &mut ServicePlan,
     view: &ServiceView,
     opts: &PlanOptions,
     files: &dyn FileProbe,
-) {
+) -> (bool, bool) {
     let passing: Vec<&Instance> = view
         .instances
         .iter()
@@ -408,6 +425,7 @@ fn virtual_host(
             .warnings
             .push("meta tls_cert/tls_key must both be absolute plain paths; TLS off".into()),
     }
+    pin::switches(&passing)
 }
 
 /// Two served services whose upstreams (nginx compares them case-insensitively) or public

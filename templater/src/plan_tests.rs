@@ -22,6 +22,7 @@ pub(crate) fn opts() -> PlanOptions {
         backup_inactive: true,
         domain: "example.com".into(),
         allow_hostnames: false,
+        preview: false,
     }
 }
 

@@ -32,7 +32,7 @@ pub const DEFAULT_TEMPLATES: [(&str, &str); 3] = [
 /// The Lua data plane's nginx modules (`templates/lua`), built in and installed into `--lua-dir`
 /// with the config in `--dataplane lua`: nginx runs the modules of the templater that renders
 /// for them. Installed verbatim (each is a template that is one raw block).
-pub const LUA_MODULES: [(&str, &str); 5] = [
+pub const LUA_MODULES: [(&str, &str); 6] = [
     (
         "swarmgate/balancer.lua",
         include_str!("../../templates/lua/swarmgate/balancer.lua"),
@@ -40,6 +40,10 @@ pub const LUA_MODULES: [(&str, &str); 5] = [
     (
         "swarmgate/control.lua",
         include_str!("../../templates/lua/swarmgate/control.lua"),
+    ),
+    (
+        "swarmgate/preview.lua",
+        include_str!("../../templates/lua/swarmgate/preview.lua"),
     ),
     (
         "swarmgate/state.lua",
@@ -233,6 +237,10 @@ pub struct Page {
     pub listen_tls: u16,
     /// `reload` or `lua`: which data plane the upstreams are printed for.
     pub dataplane: &'static str,
+    /// `--preview-header` (checked: letters, digits, `-`).
+    pub preview_header: String,
+    /// nginx's variable of that header, without the `$` (`http_x_swarmgate_color`).
+    pub preview_var: String,
     /// The Lua data plane's settings; `None` in reload mode.
     pub lua: Option<LuaPage>,
 }
@@ -259,6 +267,8 @@ impl Page {
             listen: self.listen,
             listen_tls: self.listen_tls,
             dataplane: self.dataplane,
+            preview_header: &self.preview_header,
+            preview_var: &self.preview_var,
             lua: self.lua.as_ref(),
         }
     }
@@ -273,6 +283,8 @@ pub struct Context<'a> {
     pub listen: u16,
     pub listen_tls: u16,
     pub dataplane: &'a str,
+    pub preview_header: &'a str,
+    pub preview_var: &'a str,
     #[serde(flatten)]
     pub lua: Option<&'a LuaPage>,
 }

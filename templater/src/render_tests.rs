@@ -30,6 +30,11 @@ fn view(instances: Vec<Instance>) -> ServiceView {
 
 /// The sample plan and page.
 fn sample() -> (Plan, Page) {
+    sample_with(|_| {})
+}
+
+/// The sample plan and page, with the plan's options tuned.
+fn sample_with(tune: impl Fn(&mut PlanOptions)) -> (Plan, Page) {
     let catalog = Catalog {
         unnamed: vec![],
         services: [
@@ -94,19 +99,23 @@ fn sample() -> (Plan, Page) {
         ),
     ]
     .into();
-    let opts = PlanOptions {
+    let mut opts = PlanOptions {
         colors: vec!["blue".into(), "green".into()],
         health: HealthFilter::Passing,
         backup_inactive: true,
         domain: "example.com".into(),
         allow_hostnames: false,
+        preview: false,
     };
+    tune(&mut opts);
     let page = Page {
         colors: opts.colors.clone(),
         domain: opts.domain.clone(),
         listen: 80,
         listen_tls: 443,
         dataplane: "reload",
+        preview_header: "X-Swarmgate-Color".into(),
+        preview_var: "http_x_swarmgate_color".into(),
         lua: None,
     };
     (build(&catalog, &settings, &opts, None, &AnyFile), page)
@@ -151,6 +160,42 @@ fn default_templates_match_golden_files() {
     golden(
         "vhosts.conf",
         std::str::from_utf8(&files[1].1).expect("utf8"),
+    );
+}
+
+/// `--preview` with a colour no instance has: per-colour upstreams for the colours with healthy
+/// instances (the sticky api's green too, which its main upstream leaves out), `if`s on the
+/// header in each vhost, 503 for the empty colour; the main upstreams as without preview.
+#[test]
+fn preview_templates_match_golden_files() {
+    let r = Renderer::load(&TemplateSpec::defaults(std::path::Path::new("/out")))
+        .expect("defaults compile");
+    let (plan, page) = sample_with(|o| {
+        o.preview = true;
+        o.colors.push("red".into());
+    });
+    let served: Vec<_> = plan.served().collect();
+    let files = r.render(&page.context(&served)).expect("render");
+    let text = |i: usize| String::from_utf8(files[i].1.clone()).expect("utf8");
+    golden("upstreams-preview.conf", &text(0));
+    golden("vhosts-preview.conf", &text(1));
+    let (plain, _) = sample();
+    let plain_served: Vec<_> = plain.served().collect();
+    let before = r.render(&page.context(&plain_served)).expect("render");
+    let (mut in_preview, upstreams) = (false, text(0));
+    let main: Vec<&str> = upstreams
+        .lines()
+        .filter(|l| {
+            in_preview |= l.starts_with("upstream ") && l.contains("__");
+            let keep = !in_preview;
+            in_preview &= *l != "}";
+            keep
+        })
+        .collect();
+    assert_eq!(
+        main.join("\n") + "\n",
+        std::str::from_utf8(&before[0].1).expect("utf8"),
+        "the main upstreams are the same with preview on"
     );
 }
 

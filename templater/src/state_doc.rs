@@ -1,6 +1,7 @@
 //! The Lua data plane's state document (see the contract in README "Data planes"): per served
 //! service, its stickiness and its peers with the weight, backup flag and colour the plan gave
-//! them. It is printed from the plan's servers only: no weight is worked out again here.
+//! them, and its pinning (the preview colours' peers, the canary cookie's active colour). It is
+//! printed from the plan only: no weight or pin is worked out again here.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +24,14 @@ pub struct ServiceState {
     /// Empty: nginx answers 502.
     #[serde(deserialize_with = "peers_or_empty_object")]
     pub peers: Vec<Peer>,
+    /// Preview on: per colour of `--colors`, the peers a request naming it reaches (weight 1,
+    /// no backup); an empty list answers 503. Absent: preview off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<BTreeMap<String, Vec<Peer>>>,
+    /// The active colour while the canary cookie is live (meta canary_cookie, canary > 0);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_cookie: Option<String>,
 }
 
 /// One server of a service.
@@ -72,6 +81,23 @@ impl ServiceState {
                     color: i.color.clone(),
                 })
                 .collect(),
+            preview: s.pinning.preview.as_ref().map(|colors| {
+                colors
+                    .iter()
+                    .map(|c| {
+                        let peers = c.servers.iter().map(|i| Peer {
+                            id: i.id.clone(),
+                            address: i.address.clone(),
+                            port: i.port,
+                            weight: 1,
+                            backup: false,
+                            color: Some(c.color.clone()),
+                        });
+                        (c.color.clone(), peers.collect())
+                    })
+                    .collect()
+            }),
+            canary_cookie: s.cookie_active().map(String::from),
         }
     }
 }
@@ -113,6 +139,7 @@ pub(crate) mod tests {
             backup_inactive: true,
             domain: "localhost".into(),
             allow_hostnames: false,
+            preview: false,
         }
     }
 
@@ -221,5 +248,39 @@ pub(crate) mod tests {
             .expect("lua's empty table and a missing null");
         assert_eq!(lua.services["x"].peers, Vec::new());
         assert_eq!(lua.services["x"].sticky, None);
+    }
+
+    /// The pinning, printed from the plan: every colour's preview peers (weight 1, no backup,
+    /// an empty list for a colour with none), the cookie's active colour only while canary > 0.
+    #[test]
+    fn the_pinning_is_the_plans() {
+        use CheckStatus::*;
+        let mut cat = catalog(&[
+            ("app", "b1", "10.0.0.1", 80, "blue", Passing),
+            ("app", "g1", "10.0.0.2", 81, "green", Critical),
+        ]);
+        let meta = [("preview", "true"), ("canary_cookie", "true")];
+        cat.services.get_mut("app").expect("app").instances[0].meta = meta
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let plan = build(&cat, &settings("app", "blue", 10), &opts(), None, &NoFiles);
+        let json: serde_json::Value =
+            serde_json::from_slice(&StateDoc::of(&plan, 5).to_json()).expect("json");
+        let app = &json["services"]["app"];
+        assert_eq!(
+            app["preview"],
+            serde_json::json!({"blue": [{"id": "b1", "address": "10.0.0.1", "port": 80,
+                "weight": 1, "backup": false, "color": "blue"}], "green": []})
+        );
+        assert_eq!(app["canary_cookie"], "blue");
+        let at_zero = build(&cat, &settings("app", "blue", 0), &opts(), None, &NoFiles);
+        let doc = StateDoc::of(&at_zero, 6);
+        assert_eq!(
+            doc.services["app"].canary_cookie, None,
+            "canary 0: no cookie"
+        );
+        let back: StateDoc = serde_json::from_slice(&doc.to_json()).expect("reads back");
+        assert_eq!(back, doc);
     }
 }

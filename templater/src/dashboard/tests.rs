@@ -54,6 +54,7 @@ fn app() -> ServicePlan {
         excluded: None,
         held: None,
         warnings: vec![],
+        pinning: Default::default(),
     }
 }
 

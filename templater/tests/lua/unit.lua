@@ -3,6 +3,7 @@
 -- run inside a real nginx by content_by_lua_file (lua_plane_nginx.rs: lua_units_pass). Answers
 -- "ok <n>" or one failure a line.
 
+local cjson = require "cjson.safe"
 local validate = require "swarmgate.validate"
 local schedule = require("swarmgate.balancer")._schedule
 local traffic = require "swarmgate.traffic"
@@ -83,6 +84,57 @@ check(not validate.document({ version = -1, services = {} }), "a negative versio
 check(not validate.document({ version = 2 ^ 53 + 2, services = {} }), "a version above 2^53")
 local _, err = validate.parse('{"version":1,"services":{"app":{"peers":[{}]}}}')
 check(err and err:find("services.app: peers[0]: ", 1, true), "errors say where: " .. tostring(err))
+
+-- validate: pinning --------------------------------------------------------------------------------
+
+local function pinned(fields)
+    local svc = { peers = {} }
+    for k, v in pairs(fields) do
+        svc[k] = v
+    end
+    return validate.document({ version = 1, services = { app = svc } })
+end
+local function gpeer(color)
+    return { id = "g", address = "10.0.0.2", port = 81, weight = 1, backup = false, color = color }
+end
+local pin_cases = {
+    { { preview = { green = { gpeer("green") }, blue = {} } }, true, "preview with an empty colour" },
+    { { preview = cjson.null, canary_cookie = cjson.null }, true, "null pinning" },
+    { { preview = {} }, true, "an empty preview object" },
+    { { preview = { green = { gpeer("blue") } } }, false, "a peer under another colour" },
+    { { preview = { green = { gpeer(nil) } } }, false, "a peer with no colour" },
+    { { preview = { ["bad colour"] = {} } }, false, "a colour with a space" },
+    { { preview = { [""] = {} } }, false, "an empty colour" },
+    { { preview = { green = { gpeer("green") } } }, true, "one preview peer" },
+    { { preview = { green = gpeer("green") } }, false, "peers not in an array" },
+    { { preview = { gpeer("green") } }, false, "preview as an array" },
+    { { preview = "green" }, false, "preview as a string" },
+    { { preview = { green = { { id = "g", address = "host.example", port = 81, weight = 1,
+                                backup = false, color = "green" } } } }, false, "a host name" },
+    { { canary_cookie = "blue" }, true, "a cookie colour" },
+    { { canary_cookie = "a;b" }, false, "a cookie colour with ;" },
+    { { canary_cookie = true }, false, "a cookie colour that is not a string" },
+}
+for _, case in ipairs(pin_cases) do
+    local clean, perr = pinned(case[1])
+    check((clean ~= nil) == case[2], "pinning: " .. case[3] .. ": " .. tostring(perr))
+end
+local many = {}
+for i = 1, 1025 do
+    many[i] = { id = "p", address = "10.0.0.1", port = i, weight = 1, backup = false, color = "g" }
+end
+check(not pinned({ preview = { g = many } }), "1025 preview peers are refused")
+local kept = pinned({ preview = { green = { gpeer("green") } }, canary_cookie = "blue" })
+check(kept and kept.services.app.preview.green[1].port == 81
+    and kept.services.app.canary_cookie == "blue", "the pinning is kept in the canonical form")
+
+-- preview: the cookie parser --------------------------------------------------------------------
+
+local cookie = require("swarmgate.preview")._cookie
+check(cookie("a=1; swarmgate_app=green; b=2", "swarmgate_app") == "green", "cookie among others")
+check(cookie("swarmgate_app2=green", "swarmgate_app") == nil, "a longer cookie name is not it")
+check(cookie("xswarmgate_app=green", "swarmgate_app") == nil, "a prefixed cookie name is not it")
+check(cookie(nil, "swarmgate_app") == nil, "no Cookie header")
 
 -- schedule ---------------------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@
 --   seconds (like max_fails=1 fail_timeout=2s in reload mode) while another is available.
 -- * sticky "ip_hash" (IPv4 /24, like nginx) or "hash" (whole $remote_addr): the client's address
 --   hashes to a schedule slot, so the same client keeps its peer while the peer set is unchanged.
+-- * A request pinned to one colour (ngx.ctx.swarmgate_pin, set by swarmgate.preview in the access
+--   phase) is balanced over that pinned view instead: a preview has only its colour's peers (no
+--   other colour even on retries; none left: 502), a canary cookie its colour's peers first.
 
 local ngx_balancer = require "ngx.balancer"
 local state = require "swarmgate.state"
@@ -187,6 +190,7 @@ function M.balance(name)
             ctx.swarmgate = { name = name, tried = {} } -- counted as failed (swarmgate.traffic)
             return no_peer(name, why)
         end
+        svc = ctx.swarmgate_pin or svc
         req = { name = name, svc = svc, tried = {} }
         ctx.swarmgate = req
         local total = #svc.actives + #svc.backups

@@ -30,26 +30,48 @@ local function vstr(v)
     return string.format("%d", v)
 end
 
--- One validated service as canonical JSON. Written by hand because cjson 2.1.0 encodes empty
--- arrays as {} and prints numbers with 14 significant digits.
-local function encode_service(s)
-    local out = { '{"sticky":', opt(s.sticky), ',"peers":[' }
-    for j, p in ipairs(s.peers) do
+local function encode_peers(out, peers)
+    out[#out + 1] = "["
+    for j, p in ipairs(peers) do
         out[#out + 1] = (j > 1 and "," or "") .. '{"id":' .. str(p.id) .. ',"address":'
             .. str(p.address) .. ',"port":' .. p.port .. ',"weight":' .. p.weight
             .. ',"backup":' .. tostring(p.backup) .. ',"color":' .. opt(p.color) .. "}"
     end
-    out[#out + 1] = "]}"
+    out[#out + 1] = "]"
+end
+
+local function sorted_keys(t)
+    local keys = {}
+    for k in pairs(t) do
+        keys[#keys + 1] = k
+    end
+    table.sort(keys)
+    return keys
+end
+
+-- One validated service as canonical JSON. Written by hand because cjson 2.1.0 encodes empty
+-- arrays as {} and prints numbers with 14 significant digits. `preview` and `canary_cookie`
+-- only when set (the templater omits them when off).
+local function encode_service(s)
+    local out = { '{"sticky":', opt(s.sticky), ',"peers":' }
+    encode_peers(out, s.peers)
+    if s.preview then
+        out[#out + 1] = ',"preview":{'
+        for i, color in ipairs(sorted_keys(s.preview)) do
+            out[#out + 1] = (i > 1 and "," or "") .. str(color) .. ":"
+            encode_peers(out, s.preview[color])
+        end
+        out[#out + 1] = "}"
+    end
+    if s.canary_cookie then
+        out[#out + 1] = ',"canary_cookie":' .. str(s.canary_cookie)
+    end
+    out[#out + 1] = "}"
     return table.concat(out)
 end
 
 local function sorted_names(doc)
-    local names = {}
-    for name in pairs(doc.services) do
-        names[#names + 1] = name
-    end
-    table.sort(names)
-    return names
+    return sorted_keys(doc.services)
 end
 
 -- The canonical JSON of a validated document: services sorted by name.
@@ -182,7 +204,11 @@ end
 local ABSENT = {} -- cached "this version has no such service"
 local cache = {}  -- name -> { version = v, svc = compiled service or ABSENT }
 
--- A decoded service with its peers split into actives and backups, in document order.
+-- A decoded service with its peers split into actives and backups, in document order; and its
+-- pinned views (swarmgate.preview), each shaped like a service for the balancer: `previews`
+-- (colour -> only that colour's preview peers, no backups) and `cookie_views` (colour -> its
+-- active peers first, the other actives as backups), the latter only while the canary cookie is
+-- live.
 local function compile(svc)
     svc.actives, svc.backups = {}, {}
     for _, p in ipairs(svc.peers) do
@@ -191,6 +217,37 @@ local function compile(svc)
     end
     if svc.sticky == cjson.null then
         svc.sticky = nil
+    end
+    if svc.canary_cookie == cjson.null then
+        svc.canary_cookie = nil
+    end
+    if type(svc.preview) == "table" then
+        svc.previews = {}
+        for color, peers in pairs(svc.preview) do
+            svc.previews[color] = { actives = peers, backups = {}, sticky = svc.sticky,
+                                    color = color, preview = true }
+        end
+    end
+    if svc.canary_cookie then
+        svc.cookie_views = {}
+        for _, p in ipairs(svc.actives) do
+            local c = p.color
+            if c and c ~= svc.canary_cookie then
+                local v = svc.cookie_views[c]
+                if not v then
+                    v = { actives = {}, backups = {}, sticky = svc.sticky, color = c }
+                    svc.cookie_views[c] = v
+                end
+                v.actives[#v.actives + 1] = p
+            end
+        end
+        for _, v in pairs(svc.cookie_views) do
+            for _, p in ipairs(svc.actives) do
+                if p.color ~= v.color then
+                    v.backups[#v.backups + 1] = p
+                end
+            end
+        end
     end
     return svc
 end

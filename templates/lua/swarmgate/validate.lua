@@ -1,6 +1,7 @@
 -- swarmgate.validate: checks a state document completely (see templates/lua/README.md and the
 -- contract): service names, IPv4/IPv6 literal addresses (no host names), ports, weights, backup,
--- colour, id, at most 1024 peers per service. Answers the canonical document (known fields only)
+-- colour, id, at most 1024 peers per service; the pinning: `preview` (null or colour -> peers
+-- of that colour, at most 1024 in all) and `canary_cookie` (null or a colour). Answers the canonical document (known fields only)
 -- or "<where>: <what>". Pure: no nginx state is touched.
 
 local cjson = require "cjson.safe"
@@ -91,6 +92,14 @@ end
 
 local STICKY = { ip_hash = true, hash = true }
 
+local function is_color(s)
+    return type(s) == "string" and #s >= 1 and #s <= 64 and s:match("^[A-Za-z0-9._-]+$") ~= nil
+end
+
+local function is_object(t)
+    return type(t) == "table" and not (is_array(t) and next(t) ~= nil)
+end
+
 -- One peer, or nil and what is wrong with it.
 local function clean_peer(p)
     if type(p) ~= "table" or is_array(p) and next(p) ~= nil then
@@ -124,6 +133,42 @@ local function clean_peer(p)
     }
 end
 
+-- The preview map (colour -> peers of that colour), nil when absent, or nil and an error.
+local function clean_preview(preview)
+    if preview == nil or preview == cjson.null then
+        return nil
+    end
+    if not is_object(preview) then
+        return nil, "preview: null or an object is required"
+    end
+    local clean, count = {}, 0
+    for color, list in pairs(preview) do
+        if not is_color(color) then
+            return nil, "preview: invalid colour " .. cjson.encode(tostring(color))
+        end
+        if not is_array(list) then
+            return nil, "preview." .. color .. ": an array is required"
+        end
+        count = count + #list
+        if count > MAX_PEERS then
+            return nil, "preview: at most " .. MAX_PEERS .. " peers are allowed"
+        end
+        local peers = {}
+        for i, p in ipairs(list) do
+            local c, err = clean_peer(p)
+            if c and c.color ~= color then
+                c, err = nil, "color: the colour it is listed under is required"
+            end
+            if not c then
+                return nil, "preview." .. color .. "[" .. (i - 1) .. "]: " .. err
+            end
+            peers[i] = c
+        end
+        clean[color] = peers
+    end
+    return clean
+end
+
 local function clean_service(s)
     if type(s) ~= "table" or is_array(s) and next(s) ~= nil then
         return nil, "is not an object"
@@ -148,7 +193,17 @@ local function clean_service(s)
         end
         peers[i] = clean
     end
-    return { sticky = sticky, peers = peers }
+    local preview, perr = clean_preview(s.preview)
+    if perr then
+        return nil, perr
+    end
+    local cookie = s.canary_cookie
+    if cookie == cjson.null then
+        cookie = nil
+    elseif cookie ~= nil and not is_color(cookie) then
+        return nil, "canary_cookie: null or a colour is required"
+    end
+    return { sticky = sticky, peers = peers, preview = preview, canary_cookie = cookie }
 end
 
 -- The canonical document (only known fields), or nil and "<where>: <what>".
