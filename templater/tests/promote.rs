@@ -38,6 +38,11 @@ struct Stack {
 
 impl Stack {
     async fn start(blue_fail: u64, green_fail: u64) -> Stack {
+        Self::start_with(blue_fail, green_fail, &[]).await
+    }
+
+    /// With `extra` flags for `templater run`.
+    async fn start_with(blue_fail: u64, green_fail: u64, extra: &[&str]) -> Stack {
         let consul = ConsulAgent::start().await;
         let edge = LuaEdge::start().await;
         let svc = unique("shop");
@@ -59,7 +64,7 @@ impl Stack {
             "passing",
         )
         .await;
-        let templater = edge.templater(&consul, &[]);
+        let templater = edge.templater(&consul, extra);
         let host = format!("{svc}.localhost");
         let out = cli_async(&consul, &["flip", &svc, "blue", "--wait-live", "30"]).await;
         assert_eq!(out.0, 0, "flip blue: {}", out.1);
@@ -316,6 +321,25 @@ async fn a_failing_check_rolls_back_before_any_user_reaches_green() {
     assert_eq!(done.has("step"), 0, "no traffic step: {done:?}");
     assert_eq!(s.green.answered().0, 0, "no user reached green");
     assert_no_failures(&load);
+    s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn a_check_reaches_green_through_the_preview_header_before_any_user() {
+    let s = Stack::start_with(0, 0, &["--preview"]).await;
+    let edge = format!("http://127.0.0.1:{}", s.edge.nginx().port);
+    let check = format!(
+        "answer=$(curl -fsS -H \"$SWARMGATE_PREVIEW\" -H 'Host: {}' \"$SWARMGATE_EDGE/\"); \
+         echo \"preview answered $answer\"; test \"$answer\" = green-0",
+        s.host
+    );
+    let mut args = vec!["--check", &check, "--edge", &edge, "--steps", "100", "--max-wait", "3s"];
+    args.extend_from_slice(FAST);
+    let done = finish(s.promote(&args)).await;
+    assert_eq!(done.has("check"), 1, "the check passed: {done:?}");
+    // Only the check reached green; with no user traffic the step is inconclusive.
+    assert_eq!(s.green.answered().0, 1, "{done:?}");
+    assert_eq!(done.code, 7, "{done:?}");
     s.back_on_blue().await;
 }
 
