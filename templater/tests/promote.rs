@@ -333,7 +333,16 @@ async fn a_check_reaches_green_through_the_preview_header_before_any_user() {
          echo \"preview answered $answer\"; test \"$answer\" = green-0",
         s.host
     );
-    let mut args = vec!["--check", &check, "--edge", &edge, "--steps", "100", "--max-wait", "3s"];
+    let mut args = vec![
+        "--check",
+        &check,
+        "--edge",
+        &edge,
+        "--steps",
+        "100",
+        "--max-wait",
+        "3s",
+    ];
     args.extend_from_slice(FAST);
     let done = finish(s.promote(&args)).await;
     assert_eq!(done.has("check"), 1, "the check passed: {done:?}");

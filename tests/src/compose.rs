@@ -64,7 +64,13 @@ impl Project {
 
     /// Runs the compose tool with `args`; its output, or a panic with it.
     pub fn compose(&self, args: &[&str]) -> String {
-        let out = self.try_compose(args);
+        self.compose_env(&[], args)
+    }
+
+    /// Runs the compose tool with `args` and `env` set for this command only (compose files
+    /// interpolate it: `FAIL_PERCENT=50`); its output, or a panic with it.
+    pub fn compose_env(&self, env: &[(&str, &str)], args: &[&str]) -> String {
+        let out = self.run(env, args);
         assert!(
             out.status.success(),
             "{:?} {} {}: {}{}",
@@ -79,6 +85,10 @@ impl Project {
 
     /// Runs the compose tool with `args`, whatever the outcome.
     pub fn try_compose(&self, args: &[&str]) -> Output {
+        self.run(&[], args)
+    }
+
+    fn run(&self, extra_env: &[(&str, &str)], args: &[&str]) -> Output {
         let mut c = self.tool.command();
         c.current_dir(self.files[0].parent().expect("compose dir"))
             .arg("-p")
@@ -86,7 +96,9 @@ impl Project {
         for file in &self.files {
             c.arg("-f").arg(file);
         }
-        c.args(args).envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra_env.iter().copied());
         c.output().expect("run compose")
     }
 
@@ -192,6 +204,52 @@ impl Stack {
     /// The ids of `service`'s containers.
     pub fn containers(&self, service: &str) -> Vec<String> {
         self.project.containers(service)
+    }
+
+    /// Recreates green's `n` containers with `FAIL_PERCENT=fail` and waits until exactly those
+    /// pass in Consul.
+    pub async fn recreate_green(&self, n: u32, fail: u32) {
+        let scale = format!("app-green={n}");
+        let fail = fail.to_string();
+        self.project.compose_env(
+            &[("FAIL_PERCENT", fail.as_str())],
+            &[
+                "up",
+                "-d",
+                "--no-deps",
+                "--force-recreate",
+                "--scale",
+                &scale,
+                "app-green",
+            ],
+        );
+        let ids: std::collections::BTreeSet<String> =
+            self.containers("app-green").into_iter().collect();
+        testkit::eventually(
+            std::time::Duration::from_secs(60),
+            "the recreated green instances pass",
+            || async {
+                let passing = self.instances("app", true).await?;
+                let green: std::collections::BTreeSet<String> = passing
+                    .iter()
+                    .filter(|e| e.service.tags.iter().flatten().any(|t| t == "green"))
+                    .filter_map(|e| e.service.meta.as_ref()?.get("container-id").cloned())
+                    .collect();
+                let new = green
+                    .iter()
+                    .filter(|id| {
+                        ids.iter()
+                            .any(|c| id.starts_with(c.as_str()) || c.starts_with(id.as_str()))
+                    })
+                    .count();
+                anyhow::ensure!(
+                    new == n as usize && green.len() == n as usize,
+                    "green passing: {green:?}, containers {ids:?}"
+                );
+                Ok(())
+            },
+        )
+        .await;
     }
 
     /// `templater ARGS` inside the edge's templater container: exit code and all output.

@@ -241,6 +241,63 @@ async fn demo_stack_flips_canaries_scales_and_never_drops_a_request() {
 
     let status = ok("status", stack.templater_on_host(&["status", "app"]));
     assert!(status.contains("blue"), "{status}");
+
+    // A bad release: green answers half of its requests 500. `promote` rolls it back at its
+    // first step by itself (exit 6), and users saw failures from that step's share only.
+    stack.recreate_green(2, 50).await;
+    let load = Load::start(stack.edge_port, HOST, 4);
+    let (code, out) = stack.templater_on_host(&[
+        "promote",
+        "app",
+        "green",
+        "--steps",
+        "10,50,100",
+        "--interval",
+        "3s",
+        "--min-requests",
+        "30",
+        "--max-wait",
+        "60s",
+    ]);
+    let users = load.finish().await;
+    assert_eq!(code, 6, "{out}");
+    assert!(
+        out.contains("step 1/3 10%: failed") && out.contains("green: 5xx"),
+        "{out}"
+    );
+    serves_only(stack.edge_port, "blue", 20).await;
+    let seen = users.ok + users.failed;
+    eprintln!(
+        "bad release: users saw {} failed of {seen} requests",
+        users.failed
+    );
+    assert!(
+        users.failed * 100 <= seen * 8,
+        "more failures than the 10% step's share of a 50% failure: {users:?}"
+    );
+
+    // A good release goes through every step under load and ends active, no request failed.
+    stack.recreate_green(2, 0).await;
+    let load = Load::start(stack.edge_port, HOST, 4);
+    let (code, out) = stack.templater_on_host(&[
+        "promote",
+        "app",
+        "--steps",
+        "20,100",
+        "--interval",
+        "3s",
+        "--min-requests",
+        "30",
+    ]);
+    let users = load.finish().await;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(users.failed, 0, "{users:?}");
+    serves_only(stack.edge_port, "green", 20).await;
+    let history = ok("history", stack.templater_on_host(&["history", "app"]));
+    assert!(
+        history.contains("promote-failed") && history.contains("promote-passed"),
+        "{history}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
