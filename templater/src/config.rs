@@ -17,6 +17,7 @@ use crate::lua_plane::{LuaOptions, DEFAULT_DICT_SIZE, DEFAULT_LUA_DIR, DEFAULT_S
 use crate::nginx::{Nginx, DEFAULT_CHECK_TIMEOUT};
 use crate::plan::{HealthFilter, PlanOptions};
 use crate::render::{LuaPage, Page, TemplateSpec, DATAPLANE_TEMPLATE};
+use crate::traffic_syslog::{parse_listen, DEFAULT_TRAFFIC_LISTEN};
 
 pub const EXIT_HELP: &str = "EXIT CODES:
     0   success (run: stopped by SIGINT/SIGTERM; --help, --version; a closed stdout)
@@ -195,6 +196,11 @@ pub struct RunArgs {
     /// Lua data plane: size of nginx's shared dictionary holding the state (`16m`, `512k`).
     #[arg(long = "dict-size", env = "TEMPLATER_DICT_SIZE", default_value = DEFAULT_DICT_SIZE)]
     pub dict_size: String,
+    /// Reload data plane: where the templater receives nginx's traffic log (one JSON line per
+    /// proxied request, syslog over UDP), a loopback IP:PORT; port 0 picks a free port at start
+    /// [default: 127.0.0.1:0].
+    #[arg(long = "traffic-listen", env = "TEMPLATER_TRAFFIC_LISTEN")]
+    pub traffic_listen: Option<String>,
     /// Longest blocking-query wait.
     #[arg(
         long = "watch-wait",
@@ -289,9 +295,31 @@ fn lua_options(r: &RunArgs) -> Result<Option<LuaOptions>, String> {
     }))
 }
 
+/// Checks `--traffic-listen`: where nginx's traffic log goes when `run` drives the reload data
+/// plane as a daemon (`None` in lua mode, which counts in nginx, and with `--once` or
+/// `--dry-run`, which leave no receiver running).
+fn traffic_listen(r: &RunArgs) -> Result<Option<SocketAddr>, String> {
+    if r.dataplane != Mode::Reload {
+        return match &r.traffic_listen {
+            Some(_) => Err(
+                "--traffic-listen needs --dataplane reload: the Lua data plane counts traffic in nginx"
+                    .into(),
+            ),
+            None => Ok(None),
+        };
+    }
+    let raw = r
+        .traffic_listen
+        .as_deref()
+        .unwrap_or(DEFAULT_TRAFFIC_LISTEN);
+    let addr = parse_listen(raw).map_err(|e| format!("--traffic-listen {e}"))?;
+    Ok(Some(addr).filter(|_| !r.once && !r.dry_run))
+}
+
 /// Checks `run`'s flags into a [`RunConfig`]; errors name the flag.
 pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
     let lua = lua_options(r)?;
+    let traffic_listen = traffic_listen(r)?;
     let mut templates: Vec<TemplateSpec> = if r.templates.is_empty() {
         TemplateSpec::defaults(&r.output_dir)
     } else {
@@ -345,6 +373,8 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
                 control_socket: l.control.to_string(),
                 dict_size: l.dict_size.clone(),
             }),
+            // Known once the receiver is bound (`run`).
+            traffic: None,
         },
         plan: PlanOptions {
             colors,
@@ -359,5 +389,6 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
         name,
         hold: duration("--hold", &r.hold)?,
         lua,
+        traffic_listen,
     })
 }

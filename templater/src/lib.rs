@@ -17,6 +17,7 @@
 //! - [`control`]: nginx's control endpoint (`PUT`/`GET /state`) and where it listens.
 //! - [`lua_plane`]: the Lua data plane (structure through the reload path, state pushed).
 //! - [`traffic`]: per service and colour traffic figures polled from the Lua data plane.
+//! - [`traffic_syslog`]: the same figures from plain nginx's traffic log (reload data plane).
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).
 //! - [`watch`]: Consul watches (catalog view, deploy settings) with constant connections.
@@ -59,5 +60,6 @@ pub mod settings;
 pub mod state_doc;
 pub mod status;
 pub mod traffic;
+pub mod traffic_syslog;
 pub mod watch;
 pub mod weights;

@@ -100,6 +100,7 @@ async fn plane(dir: &Path, control: &str) -> LuaPlane {
         listen_tls: 443,
         dataplane: "lua",
         lua: None,
+        traffic: None,
     };
     let nginx = Nginx {
         check: None,

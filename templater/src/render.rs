@@ -235,6 +235,9 @@ pub struct Page {
     pub dataplane: &'static str,
     /// The Lua data plane's settings; `None` in reload mode.
     pub lua: Option<LuaPage>,
+    /// Where nginx sends its traffic log (reload mode, `templater run` only; see
+    /// [`crate::traffic_syslog`]); `None`: templates print no traffic log.
+    pub traffic: Option<TrafficPage>,
 }
 
 /// What `dataplane.conf.j2` prints (every value checked when the flags were read).
@@ -249,6 +252,17 @@ pub struct LuaPage {
     pub dict_size: String,
 }
 
+/// What the templates print for nginx's traffic log: `access_log {{ traffic.syslog }}
+/// {{ traffic.format }};` in each location proxying to an `sg_*` upstream, and the
+/// `log_format` named `format` (vhosts.conf.j2 defines it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrafficPage {
+    /// `syslog:server=127.0.0.1:PORT,nohostname,tag=swarmgate`.
+    pub syslog: String,
+    /// The log format's name, `swarmgate_traffic`.
+    pub format: String,
+}
+
 impl Page {
     /// The template context for `services`.
     pub fn context<'a>(&'a self, services: &'a [&'a ServicePlan]) -> Context<'a> {
@@ -260,6 +274,7 @@ impl Page {
             listen_tls: self.listen_tls,
             dataplane: self.dataplane,
             lua: self.lua.as_ref(),
+            traffic: self.traffic.as_ref(),
         }
     }
 }
@@ -275,6 +290,7 @@ pub struct Context<'a> {
     pub dataplane: &'a str,
     #[serde(flatten)]
     pub lua: Option<&'a LuaPage>,
+    pub traffic: Option<&'a TrafficPage>,
 }
 
 /// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted

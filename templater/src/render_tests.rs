@@ -108,6 +108,7 @@ fn sample() -> (Plan, Page) {
         listen_tls: 443,
         dataplane: "reload",
         lua: None,
+        traffic: Some(crate::traffic_syslog::page(([127, 0, 0, 1], 5140).into())),
     };
     (build(&catalog, &settings, &opts, None, &AnyFile), page)
 }

@@ -1,0 +1,379 @@
+use std::collections::VecDeque;
+
+use super::*;
+use crate::plan::{Server, ServicePlan};
+use crate::traffic::LiveIndex;
+
+/// A datagram as nginx sends it (`nohostname`, our tag) with `json` as the message.
+fn datagram(json: &str) -> Vec<u8> {
+    format!("<190>Dec  4 01:27:38 swarmgate: {json}").into_bytes()
+}
+
+/// A line of `upstream` answered by `addr` with `status`; the header and response times as given.
+fn line(upstream: &str, addr: &str, status: u16, header: &str, response: &str) -> Vec<u8> {
+    datagram(&format!(
+        r#"{{"upstream":"{upstream}","addr":"{addr}","status":"{status}","header_time":"{header}","response_time":"{response}","request_time":"0.004"}}"#
+    ))
+}
+
+fn server(address: &str, port: u16, color: Option<&str>) -> Server {
+    Server {
+        id: format!("{address}-{port}"),
+        node: "n1".into(),
+        address: address.into(),
+        port,
+        server: if address.contains(':') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        },
+        color: color.map(String::from),
+        health: swarmgate_consul::CheckStatus::Passing,
+        weight: 1,
+        backup: false,
+        share: 0.0,
+        tags: Vec::new(),
+        meta: BTreeMap::new(),
+    }
+}
+
+/// A plan of `services`, each `(name, servers)`, upstream `sg_<name>`.
+fn plan(services: Vec<(&str, Vec<Server>)>) -> Plan {
+    let mut p = Plan::default();
+    for (name, instances) in services {
+        p.services.insert(
+            name.to_string(),
+            ServicePlan {
+                name: name.to_string(),
+                upstream: format!("sg_{name}"),
+                active: Some("blue".into()),
+                canary: 0,
+                settings_index: 7,
+                sticky: None,
+                public: true,
+                host: format!("{name}.localhost"),
+                tls: None,
+                instances,
+                left_out: Vec::new(),
+                excluded: None,
+                held: None,
+                warnings: Vec::new(),
+            },
+        );
+    }
+    p
+}
+
+fn app() -> Plan {
+    plan(vec![(
+        "app",
+        vec![
+            server("127.0.0.1", 8001, Some("blue")),
+            server("127.0.0.1", 8002, Some("green")),
+            server("0:0:0:0:0:0:0:1", 8003, Some("green")),
+            server("127.0.0.1", 8004, None),
+        ],
+    )])
+}
+
+fn view(plan: Plan) -> Arc<LiveView> {
+    Arc::new(LiveView {
+        status: None,
+        plan: Arc::new(plan),
+        history: VecDeque::new(),
+    })
+}
+
+/// A proxied request's line, parsed.
+fn proxied(datagram: Vec<u8>) -> Request<'static> {
+    let r = parse(&datagram).expect("parses").expect("proxied");
+    Request {
+        upstream: Cow::Owned(r.upstream.into_owned()),
+        ..r
+    }
+}
+
+/// The counts of `service`/`color` in `r`'s tally.
+fn counts<'a>(r: &'a Receiver, service: &str, color: &str) -> Option<&'a Counts> {
+    r.tally.services.get(service)?.get(color)
+}
+
+#[test]
+fn lines_as_nginx_sends_them_parse() {
+    // Captured from nginx 1.22 with the shipped log_format.
+    let r = proxied(line("sg_app", "127.0.0.1:8001", 200, "0.001", "0.002"));
+    assert_eq!(r.upstream, "sg_app");
+    assert_eq!(r.peer, Some("127.0.0.1:8001".parse().expect("addr")));
+    assert_eq!((r.status, r.failed, r.seconds), (200, false, 0.002));
+
+    // A retry: the last attempt answered (nginx separates attempts with ", ", redirects with " : ").
+    let r = proxied(line(
+        "sg_app",
+        "127.0.0.1:8009, 127.0.0.1:8002",
+        200,
+        "-, 0.000",
+        "0.001, 0.003",
+    ));
+    assert_eq!(r.peer, Some("127.0.0.1:8002".parse().expect("addr")));
+    assert_eq!((r.failed, r.seconds), (false, 0.003));
+    let r = proxied(line(
+        "sg_app",
+        "10.0.0.1:1 : [::1]:8003",
+        200,
+        "0.1 : 0.2",
+        "- : 0.5",
+    ));
+    assert_eq!(r.peer, Some("[::1]:8003".parse().expect("addr")));
+    assert_eq!(r.seconds, 0.5);
+}
+
+#[test]
+fn nginx_answering_itself_is_failed_and_a_backend_500_is_not() {
+    // `no live upstreams`: the address is the upstream's name, no header.
+    let r = proxied(line("sg_app", "sg_app", 502, "-", "0.000"));
+    assert_eq!((r.peer, r.status, r.failed), (None, 502, true));
+    // Every attempt refused.
+    let r = proxied(line("sg_app", "127.0.0.1:8009", 502, "-", "0.001"));
+    assert!(r.failed);
+    // The backend's own 500 and 502 had headers.
+    for status in [500, 502] {
+        let r = proxied(line("sg_app", "127.0.0.1:8001", status, "0.000", "0.000"));
+        assert!(!r.failed, "{status}");
+    }
+    // A 4xx without a header is not failed (the Lua rule: 5xx only).
+    let r = proxied(line("sg_app", "127.0.0.1:8001", 499, "-", "-"));
+    assert!(!r.failed);
+    assert_eq!(r.seconds, 0.004, "no upstream time: the request's own");
+}
+
+#[test]
+fn a_request_never_sent_upstream_is_not_counted() {
+    assert_eq!(parse(&line("", "", 413, "", "")), Ok(None));
+}
+
+#[test]
+fn hostile_datagrams_are_dropped() {
+    let huge = datagram(&format!(
+        r#"{{"upstream":"sg_app","addr":"{}","status":"200","header_time":"0","response_time":"0","request_time":"0"}}"#,
+        "1".repeat(MAX_LINE)
+    ));
+    assert_eq!(parse(&huge), Err(Dropped::TooLong));
+    for bad in [
+        b"".to_vec(),
+        b"<190>Dec  4 01:27:38 swarmgate: hello".to_vec(),
+        datagram("{not json"),
+        datagram(r#"{"upstream":"sg_app"}"#),
+        datagram(
+            r#"{"upstream":1,"addr":"a","status":"200","header_time":"","response_time":"","request_time":""}"#,
+        ),
+        line("sg_app", "127.0.0.1:8001", 200, "0", "0")
+            .into_iter()
+            .chain(*b"} trailing")
+            .collect(),
+        vec![0xff, b'{', 0xfe],
+        datagram(&"[".repeat(5000)),
+        datagram(&"{\"a\":".repeat(3000)),
+    ] {
+        assert_eq!(parse(&bad), Err(Dropped::Malformed), "{bad:?}");
+    }
+    for status in ["abc", "99", "99999", "-1", ""] {
+        let d = datagram(&format!(
+            r#"{{"upstream":"sg_app","addr":"127.0.0.1:1","status":"{status}","header_time":"","response_time":"","request_time":""}}"#
+        ));
+        assert_eq!(parse(&d), Err(Dropped::Malformed), "status {status:?}");
+    }
+    // Times that are no times count as 0 s, never as a negative or infinite latency.
+    for t in ["nan", "inf", "-5", "1e999", "x"] {
+        let d = datagram(&format!(
+            r#"{{"upstream":"sg_app","addr":"127.0.0.1:1","status":"200","header_time":"0","response_time":"{t}","request_time":"{t}"}}"#
+        ));
+        let r = proxied(d);
+        assert_eq!(r.seconds, 0.0, "{t}");
+    }
+    // JSON escapes (nginx's escape=json) are read, and still have to name a live upstream.
+    let r = proxied(line("sg_\\u0061pp", "127.0.0.1:8001", 200, "0", "0"));
+    assert_eq!(r.upstream, "sg_app");
+}
+
+#[test]
+fn each_line_counts_for_the_live_service_and_the_colour_that_answered() {
+    let (_tx, rx) = watch::channel(view(app()));
+    let mut r = Receiver::new(rx);
+    r.take(&line("sg_app", "127.0.0.1:8001", 200, "0.001", "0.001"));
+    r.take(&line(
+        "sg_app",
+        "127.0.0.1:8009, 127.0.0.1:8002",
+        200,
+        "-, 0.1",
+        "0.001, 0.2",
+    ));
+    r.take(&line("sg_app", "[::1]:8003", 503, "0.1", "0.3"));
+    r.take(&line("sg_app", "127.0.0.1:8004", 404, "0.1", "31"));
+    r.take(&line("sg_app", "sg_app", 502, "-", "0.000"));
+    r.take(&line("sg_app", "127.0.0.1:9999", 301, "0.1", "0.0011"));
+    // Nothing of these is counted.
+    r.take(&line("sg_other", "127.0.0.1:8001", 200, "0", "0"));
+    r.take(&line("app", "127.0.0.1:8001", 200, "0", "0"));
+    r.take(b"garbage");
+
+    let blue = counts(&r, "app", "blue").expect("blue");
+    assert_eq!((blue.requests, blue.c2xx), (1, 1));
+    assert_eq!(blue.buckets[0], 1, "0.001 s is in the first bucket (<=)");
+    let green = counts(&r, "app", "green").expect("green (the retry and the IPv6 server)");
+    assert_eq!((green.requests, green.c2xx, green.c5xx), (2, 1, 1));
+    assert_eq!(green.failed, 0, "the 503 came from the server");
+    assert!((green.sum_seconds - 0.5).abs() < 1e-9, "{green:?}");
+    let none = counts(&r, "app", "").expect("uncoloured, unknown and no server");
+    assert_eq!(none.requests, 3);
+    assert_eq!((none.c3xx, none.c4xx, none.c5xx, none.failed), (1, 1, 1, 1));
+    assert_eq!(none.overflow(), 1, "31 s is slower than every bucket");
+    assert_eq!(none.buckets[1], 1, "0.0011 s");
+    assert_eq!(r.tally.services.len(), 1, "{:?}", r.tally);
+    assert_eq!(r.drops.by_reason.get("unknown_upstream"), Some(&2));
+    assert_eq!(r.drops.by_reason.get("malformed"), Some(&1));
+}
+
+#[test]
+fn the_plan_before_still_names_the_servers_old_workers_answer_from() {
+    let (tx, rx) = watch::channel(view(app()));
+    let mut r = Receiver::new(rx);
+    // Green leaves the plan; a request an old worker finishes on it still counts as green.
+    tx.send_replace(view(plan(vec![(
+        "app",
+        vec![server("127.0.0.1", 8001, Some("blue"))],
+    )])));
+    r.take(&line("sg_app", "127.0.0.1:8002", 200, "0", "0"));
+    assert_eq!(counts(&r, "app", "green").map(|c| c.requests), Some(1));
+    // Two plans later it is forgotten.
+    tx.send_replace(view(plan(vec![("app", vec![])])));
+    r.take(&line("sg_app", "127.0.0.1:8002", 200, "0", "0"));
+    assert_eq!(counts(&r, "app", "").map(|c| c.requests), Some(1));
+}
+
+#[test]
+fn the_tally_feeds_traffic_like_the_lua_poller_and_forgets_services_gone() {
+    let traffic = Traffic::default();
+    let (_tx, rx) = watch::channel(view(app()));
+    let mut r = Receiver::new(rx);
+    let index: LiveIndex = [("app".to_string(), 7)].into();
+    let gone = LiveIndex::new();
+    let t0 = Instant::now();
+    let at = |r: &mut Receiver, index: &LiveIndex, polls: u32| {
+        traffic.observe(r.reading(index, 1.0), index, t0 + POLL * polls);
+    };
+    for _ in 0..3 {
+        r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
+    }
+    at(&mut r, &index, 0);
+    r.take(&line("sg_app", "127.0.0.1:8001", 500, "0", "0.01"));
+    at(&mut r, &index, 1);
+    let totals = traffic.service_totals("app").expect("live");
+    assert_eq!(totals.settings_index, 7);
+    let blue = &totals.colors["blue"];
+    assert_eq!((blue.requests, blue.c2xx, blue.c5xx), (4, 3, 1));
+
+    // Not live: forgotten here and there; back: counted from nothing.
+    r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
+    at(&mut r, &gone, 2);
+    assert!(r.tally.services.is_empty(), "{:?}", r.tally);
+    assert!(traffic.service_totals("app").is_none());
+    r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
+    at(&mut r, &index, 3);
+    let blue = &traffic.service_totals("app").expect("live").colors["blue"];
+    assert_eq!(blue.requests, 1, "{blue:?}");
+}
+
+#[test]
+fn the_shipped_log_format_is_the_line_the_parser_reads() {
+    let renderer = crate::render::Renderer::load(&crate::render::TemplateSpec::defaults(
+        std::path::Path::new("/out"),
+    ))
+    .expect("defaults compile");
+    let page = crate::render::Page {
+        colors: vec!["blue".into(), "green".into()],
+        domain: "localhost".into(),
+        listen: 80,
+        listen_tls: 443,
+        dataplane: "reload",
+        lua: None,
+        traffic: Some(page("127.0.0.1:5140".parse().expect("addr"))),
+    };
+    let app = app();
+    let served: Vec<_> = app.served().collect();
+    let files = renderer.render(&page.context(&served)).expect("renders");
+    let text: String = files
+        .iter()
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .collect();
+    assert!(
+        text.contains(
+            "access_log syslog:server=127.0.0.1:5140,nohostname,tag=swarmgate swarmgate_traffic;"
+        ),
+        "{text}"
+    );
+    let format = text
+        .lines()
+        .find_map(|l| l.strip_prefix("log_format swarmgate_traffic escape=json '"))
+        .and_then(|l| l.strip_suffix("';"))
+        .expect("the log_format line");
+    let values = [
+        ("$proxy_host", "sg_app"),
+        ("$upstream_addr", "127.0.0.1:8001"),
+        ("$status", "200"),
+        ("$upstream_header_time", "0.001"),
+        ("$upstream_response_time", "0.002"),
+        ("$request_time", "0.003"),
+    ];
+    let mut json = format.to_string();
+    for (var, value) in values {
+        assert!(json.contains(var), "{var} in {format}");
+        json = json.replace(var, value);
+    }
+    assert!(!json.contains('$'), "every variable known: {format}");
+    let r = proxied(datagram(&json));
+    assert_eq!(
+        (r.upstream.as_ref(), r.status, r.seconds),
+        ("sg_app", 200, 0.002)
+    );
+}
+
+#[test]
+fn the_receiver_listens_on_loopback_only() {
+    for ok in [
+        "127.0.0.1:0",
+        "127.0.0.1:5140",
+        "[::1]:5140",
+        " 127.0.0.2:1 ",
+    ] {
+        assert!(parse_listen(ok).is_ok(), "{ok}");
+    }
+    for bad in [
+        "0.0.0.0:5140",
+        "10.1.2.3:5140",
+        "[::]:1",
+        "localhost:5140",
+        "5140",
+        "",
+    ] {
+        let e = parse_listen(bad).expect_err(bad);
+        assert!(e.contains("loopback"), "{bad}: {e}");
+    }
+    assert_eq!(
+        page("[::1]:5140".parse().expect("addr")).syslog,
+        "syslog:server=[::1]:5140,nohostname,tag=swarmgate"
+    );
+}
+
+#[test]
+fn drops_are_logged_at_most_once_per_interval() {
+    let mut d = Drops::default();
+    let t0 = Instant::now();
+    d.count(Dropped::Malformed);
+    d.log_if_due(t0);
+    assert!(d.by_reason.is_empty(), "logged and reset");
+    d.count(Dropped::TooLong);
+    d.log_if_due(t0 + Duration::from_secs(1));
+    assert_eq!(d.by_reason.get("too_long"), Some(&1), "kept until due");
+    d.log_if_due(t0 + DROP_LOG_EVERY);
+    assert!(d.by_reason.is_empty());
+}
