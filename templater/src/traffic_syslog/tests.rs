@@ -1,20 +1,9 @@
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use super::line::tests::{datagram, line, proxied};
 use super::*;
 use crate::plan::{Server, ServicePlan};
-use crate::traffic::LiveIndex;
-
-/// A datagram as nginx sends it (`nohostname`, our tag) with `json` as the message.
-fn datagram(json: &str) -> Vec<u8> {
-    format!("<190>Dec  4 01:27:38 swarmgate: {json}").into_bytes()
-}
-
-/// A line of `upstream` answered by `addr` with `status`; the header and response times as given.
-fn line(upstream: &str, addr: &str, status: u16, header: &str, response: &str) -> Vec<u8> {
-    datagram(&format!(
-        r#"{{"upstream":"{upstream}","addr":"{addr}","status":"{status}","header_time":"{header}","response_time":"{response}","request_time":"0.004"}}"#
-    ))
-}
+use crate::traffic::Counts;
 
 fn server(address: &str, port: u16, color: Option<&str>) -> Server {
     Server {
@@ -84,115 +73,14 @@ fn view(plan: Plan) -> Arc<LiveView> {
     })
 }
 
-/// A proxied request's line, parsed.
-fn proxied(datagram: Vec<u8>) -> Request<'static> {
-    let r = parse(&datagram).expect("parses").expect("proxied");
-    Request {
-        upstream: Cow::Owned(r.upstream.into_owned()),
-        ..r
-    }
-}
-
 /// The counts of `service`/`color` in `r`'s tally.
 fn counts<'a>(r: &'a Receiver, service: &str, color: &str) -> Option<&'a Counts> {
-    r.tally.services.get(service)?.get(color)
+    r.tally.get(service, color)
 }
 
-#[test]
-fn lines_as_nginx_sends_them_parse() {
-    // Captured from nginx 1.22 with the shipped log_format.
-    let r = proxied(line("sg_app", "127.0.0.1:8001", 200, "0.001", "0.002"));
-    assert_eq!(r.upstream, "sg_app");
-    assert_eq!(r.peer, Some("127.0.0.1:8001".parse().expect("addr")));
-    assert_eq!((r.status, r.failed, r.seconds), (200, false, 0.002));
-
-    // A retry: the last attempt answered (nginx separates attempts with ", ", redirects with " : ").
-    let r = proxied(line(
-        "sg_app",
-        "127.0.0.1:8009, 127.0.0.1:8002",
-        200,
-        "-, 0.000",
-        "0.001, 0.003",
-    ));
-    assert_eq!(r.peer, Some("127.0.0.1:8002".parse().expect("addr")));
-    assert_eq!((r.failed, r.seconds), (false, 0.003));
-    let r = proxied(line(
-        "sg_app",
-        "10.0.0.1:1 : [::1]:8003",
-        200,
-        "0.1 : 0.2",
-        "- : 0.5",
-    ));
-    assert_eq!(r.peer, Some("[::1]:8003".parse().expect("addr")));
-    assert_eq!(r.seconds, 0.5);
-}
-
-#[test]
-fn nginx_answering_itself_is_failed_and_a_backend_500_is_not() {
-    // `no live upstreams`: the address is the upstream's name, no header.
-    let r = proxied(line("sg_app", "sg_app", 502, "-", "0.000"));
-    assert_eq!((r.peer, r.status, r.failed), (None, 502, true));
-    // Every attempt refused.
-    let r = proxied(line("sg_app", "127.0.0.1:8009", 502, "-", "0.001"));
-    assert!(r.failed);
-    // The backend's own 500 and 502 had headers.
-    for status in [500, 502] {
-        let r = proxied(line("sg_app", "127.0.0.1:8001", status, "0.000", "0.000"));
-        assert!(!r.failed, "{status}");
-    }
-    // A 4xx without a header is not failed (the Lua rule: 5xx only).
-    let r = proxied(line("sg_app", "127.0.0.1:8001", 499, "-", "-"));
-    assert!(!r.failed);
-    assert_eq!(r.seconds, 0.004, "no upstream time: the request's own");
-}
-
-#[test]
-fn a_request_never_sent_upstream_is_not_counted() {
-    assert_eq!(parse(&line("", "", 413, "", "")), Ok(None));
-}
-
-#[test]
-fn hostile_datagrams_are_dropped() {
-    let huge = datagram(&format!(
-        r#"{{"upstream":"sg_app","addr":"{}","status":"200","header_time":"0","response_time":"0","request_time":"0"}}"#,
-        "1".repeat(MAX_LINE)
-    ));
-    assert_eq!(parse(&huge), Err(Dropped::TooLong));
-    for bad in [
-        b"".to_vec(),
-        b"<190>Dec  4 01:27:38 swarmgate: hello".to_vec(),
-        datagram("{not json"),
-        datagram(r#"{"upstream":"sg_app"}"#),
-        datagram(
-            r#"{"upstream":1,"addr":"a","status":"200","header_time":"","response_time":"","request_time":""}"#,
-        ),
-        line("sg_app", "127.0.0.1:8001", 200, "0", "0")
-            .into_iter()
-            .chain(*b"} trailing")
-            .collect(),
-        vec![0xff, b'{', 0xfe],
-        datagram(&"[".repeat(5000)),
-        datagram(&"{\"a\":".repeat(3000)),
-    ] {
-        assert_eq!(parse(&bad), Err(Dropped::Malformed), "{bad:?}");
-    }
-    for status in ["abc", "99", "99999", "-1", ""] {
-        let d = datagram(&format!(
-            r#"{{"upstream":"sg_app","addr":"127.0.0.1:1","status":"{status}","header_time":"","response_time":"","request_time":""}}"#
-        ));
-        assert_eq!(parse(&d), Err(Dropped::Malformed), "status {status:?}");
-    }
-    // Times that are no times count as 0 s, never as a negative or infinite latency.
-    for t in ["nan", "inf", "-5", "1e999", "x"] {
-        let d = datagram(&format!(
-            r#"{{"upstream":"sg_app","addr":"127.0.0.1:1","status":"200","header_time":"0","response_time":"{t}","request_time":"{t}"}}"#
-        ));
-        let r = proxied(d);
-        assert_eq!(r.seconds, 0.0, "{t}");
-    }
-    // JSON escapes (nginx's escape=json) are read, and still have to name a live upstream.
-    let r = proxied(line("sg_\\u0061pp", "127.0.0.1:8001", 200, "0", "0"));
-    assert_eq!(r.upstream, "sg_app");
+/// Settles every waiting line (as [`PENDING_WAIT`] later).
+fn settled(r: &mut Receiver) {
+    r.settle_waiting(Instant::now() + PENDING_WAIT);
 }
 
 #[test]
@@ -210,11 +98,15 @@ fn each_line_counts_for_the_live_service_and_the_colour_that_answered() {
     r.take(&line("sg_app", "[::1]:8003", 503, "0.1", "0.3"));
     r.take(&line("sg_app", "127.0.0.1:8004", 404, "0.1", "31"));
     r.take(&line("sg_app", "sg_app", 502, "-", "0.000"));
+    // A server the plan does not have: waits, then counts for no colour.
     r.take(&line("sg_app", "127.0.0.1:9999", 301, "0.1", "0.0011"));
     // Nothing of these is counted.
     r.take(&line("sg_other", "127.0.0.1:8001", 200, "0", "0"));
     r.take(&line("app", "127.0.0.1:8001", 200, "0", "0"));
     r.take(b"garbage");
+    assert_eq!(r.pending.len(), 3);
+    settled(&mut r);
+    assert!(r.pending.is_empty());
 
     let blue = counts(&r, "app", "blue").expect("blue");
     assert_eq!((blue.requests, blue.c2xx), (1, 1));
@@ -228,9 +120,30 @@ fn each_line_counts_for_the_live_service_and_the_colour_that_answered() {
     assert_eq!((none.c3xx, none.c4xx, none.c5xx, none.failed), (1, 1, 1, 1));
     assert_eq!(none.overflow(), 1, "31 s is slower than every bucket");
     assert_eq!(none.buckets[1], 1, "0.0011 s");
-    assert_eq!(r.tally.services.len(), 1, "{:?}", r.tally);
+    assert_eq!(r.tally.doc(1.0).services.len(), 1, "{:?}", r.tally);
     assert_eq!(r.drops.by_reason.get("unknown_upstream"), Some(&2));
     assert_eq!(r.drops.by_reason.get("malformed"), Some(&1));
+}
+
+#[test]
+fn a_line_nginx_sends_before_its_plan_is_published_waits_for_it() {
+    let (tx, rx) = watch::channel(view(plan(vec![("api", vec![])])));
+    let mut r = Receiver::new(rx);
+    // nginx serves the new config (a new service; a new green server) before it is published.
+    r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0"));
+    r.take(&line("sg_app", "127.0.0.1:8002", 200, "0", "0"));
+    assert!(r.tally.doc(1.0).services.is_empty());
+    tx.send_replace(view(app()));
+    r.take(b"garbage"); // any datagram, or a reading, follows the plan
+    assert!(r.pending.is_empty());
+    assert_eq!(counts(&r, "app", "blue").map(|c| c.requests), Some(1));
+    assert_eq!(counts(&r, "app", "green").map(|c| c.requests), Some(1));
+    // The wait is bounded in lines as in time.
+    for _ in 0..MAX_PENDING + 5 {
+        r.take(&line("sg_new", "127.0.0.1:1", 200, "0", "0"));
+    }
+    assert_eq!(r.pending.len(), MAX_PENDING);
+    assert_eq!(r.drops.by_reason.get("unknown_upstream"), Some(&5));
 }
 
 #[test]
@@ -244,22 +157,24 @@ fn the_plan_before_still_names_the_servers_old_workers_answer_from() {
     )])));
     r.take(&line("sg_app", "127.0.0.1:8002", 200, "0", "0"));
     assert_eq!(counts(&r, "app", "green").map(|c| c.requests), Some(1));
-    // Two plans later it is forgotten.
+    // Two plans later it is forgotten: no colour.
     tx.send_replace(view(plan(vec![("app", vec![])])));
     r.take(&line("sg_app", "127.0.0.1:8002", 200, "0", "0"));
+    settled(&mut r);
     assert_eq!(counts(&r, "app", "").map(|c| c.requests), Some(1));
 }
 
 #[test]
 fn the_tally_feeds_traffic_like_the_lua_poller_and_forgets_services_gone() {
     let traffic = Traffic::default();
-    let (_tx, rx) = watch::channel(view(app()));
+    let (tx, rx) = watch::channel(view(app()));
     let mut r = Receiver::new(rx);
     let index: LiveIndex = [("app".to_string(), 7)].into();
     let gone = LiveIndex::new();
     let t0 = Instant::now();
     let at = |r: &mut Receiver, index: &LiveIndex, polls: u32| {
-        traffic.observe(r.reading(index, 1.0), index, t0 + POLL * polls);
+        let now = t0 + POLL * polls;
+        traffic.observe(r.reading(index, 1.0, now), index, now);
     };
     for _ in 0..3 {
         r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
@@ -272,13 +187,19 @@ fn the_tally_feeds_traffic_like_the_lua_poller_and_forgets_services_gone() {
     let blue = &totals.colors["blue"];
     assert_eq!((blue.requests, blue.c2xx, blue.c5xx), (4, 3, 1));
 
-    // Not live: forgotten here and there; back: counted from nothing.
+    // Not live: not in the totals; counted on while a plan still routes it, like nginx's dict.
+    tx.send_replace(view(plan(vec![("api", vec![])])));
     r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
     at(&mut r, &gone, 2);
-    assert!(r.tally.services.is_empty(), "{:?}", r.tally);
     assert!(traffic.service_totals("app").is_none());
+    assert_eq!(counts(&r, "app", "blue").map(|c| c.requests), Some(5));
+    // Two plans later forgotten here too; back, it is counted from nothing.
+    tx.send_replace(view(plan(vec![("web", vec![])])));
+    at(&mut r, &gone, 3);
+    assert!(counts(&r, "app", "blue").is_none(), "{:?}", r.tally);
+    tx.send_replace(view(app()));
     r.take(&line("sg_app", "127.0.0.1:8001", 200, "0", "0.01"));
-    at(&mut r, &index, 3);
+    at(&mut r, &index, 4);
     let blue = &traffic.service_totals("app").expect("live").colors["blue"];
     assert_eq!(blue.requests, 1, "{blue:?}");
 }
