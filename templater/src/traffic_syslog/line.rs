@@ -73,9 +73,7 @@ impl Dropped {
 /// The last value of a list nginx prints for a request's attempts (`"a, b : c"`): the attempt
 /// that answered.
 fn last(list: &str) -> Option<&str> {
-    list.split([' ', ','])
-        .filter(|t| !t.is_empty() && *t != ":")
-        .last()
+    list.rsplit([' ', ',']).find(|t| !t.is_empty() && *t != ":")
 }
 
 /// A time nginx printed, when it is one.
