@@ -18,6 +18,7 @@ use crate::nginx::{Nginx, DEFAULT_CHECK_TIMEOUT};
 use crate::pin::{self, DEFAULT_PREVIEW_HEADER};
 use crate::plan::{HealthFilter, PlanOptions};
 use crate::render::{LuaPage, Page, TemplateSpec, DATAPLANE_TEMPLATE};
+use crate::traffic_syslog::{parse_listen, DEFAULT_TRAFFIC_LISTEN};
 
 pub const EXIT_HELP: &str = "EXIT CODES:
     0   success (run: stopped by SIGINT/SIGTERM; --help, --version; a closed stdout)
@@ -249,6 +250,11 @@ pub struct RunArgs {
     /// The request header that names the colour of a preview request (letters, digits, `-`).
     #[arg(long = "preview-header", env = "TEMPLATER_PREVIEW_HEADER", default_value = DEFAULT_PREVIEW_HEADER)]
     pub preview_header: String,
+    /// Reload data plane: where the templater receives nginx's traffic log (one JSON line per
+    /// proxied request, syslog over UDP), a loopback IP:PORT; port 0 picks a free port at start
+    /// [default: 127.0.0.1:0].
+    #[arg(long = "traffic-listen", env = "TEMPLATER_TRAFFIC_LISTEN")]
+    pub traffic_listen: Option<String>,
     /// Longest blocking-query wait.
     #[arg(
         long = "watch-wait",
@@ -343,9 +349,31 @@ fn lua_options(r: &RunArgs) -> Result<Option<LuaOptions>, String> {
     }))
 }
 
+/// Checks `--traffic-listen`: where nginx's traffic log goes when `run` drives the reload data
+/// plane as a daemon (`None` in lua mode, which counts in nginx, and with `--once` or
+/// `--dry-run`, which leave no receiver running).
+fn traffic_listen(r: &RunArgs) -> Result<Option<SocketAddr>, String> {
+    if r.dataplane != Mode::Reload {
+        return match &r.traffic_listen {
+            Some(_) => Err(
+                "--traffic-listen needs --dataplane reload: the Lua data plane counts traffic in nginx"
+                    .into(),
+            ),
+            None => Ok(None),
+        };
+    }
+    let raw = r
+        .traffic_listen
+        .as_deref()
+        .unwrap_or(DEFAULT_TRAFFIC_LISTEN);
+    let addr = parse_listen(raw).map_err(|e| format!("--traffic-listen {e}"))?;
+    Ok(Some(addr).filter(|_| !r.once && !r.dry_run))
+}
+
 /// Checks `run`'s flags into a [`RunConfig`]; errors name the flag.
 pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
     let lua = lua_options(r)?;
+    let traffic_listen = traffic_listen(r)?;
     let mut templates: Vec<TemplateSpec> = if r.templates.is_empty() {
         TemplateSpec::defaults(&r.output_dir)
     } else {
@@ -402,6 +430,8 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
                 control_socket: l.control.to_string(),
                 dict_size: l.dict_size.clone(),
             }),
+            // Known once the receiver is bound (`run`).
+            traffic: None,
         },
         plan: PlanOptions {
             colors,
@@ -417,5 +447,6 @@ pub fn run_config(common: &Common, r: &RunArgs) -> Result<RunConfig, String> {
         name,
         hold: duration("--hold", &r.hold)?,
         lua,
+        traffic_listen,
     })
 }

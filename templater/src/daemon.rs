@@ -31,6 +31,7 @@ use crate::reload_plane::ReloadPlane;
 use crate::render::{Page, Renderer, TemplateSpec};
 use crate::rerender::Rerender;
 use crate::settings::Settings;
+use crate::traffic_syslog::TrafficSocket;
 use crate::watch::{watch_settings, CatalogWatcher, View};
 
 /// How long a refused config waits before it is tried again (edits and Consul changes retry
@@ -59,6 +60,9 @@ pub struct RunConfig {
     pub hold: Duration,
     /// The Lua data plane's settings; `None`: the reload data plane.
     pub lua: Option<LuaOptions>,
+    /// Where nginx's traffic log is received (reload data plane, as a daemon); `None`: no
+    /// receiver, and the templates print no traffic log.
+    pub traffic_listen: Option<SocketAddr>,
 }
 
 /// Why `run` stopped with an error.
@@ -74,11 +78,29 @@ pub enum RunError {
     PassFailed(String),
     #[error("data plane: {0}")]
     DataPlane(String),
+    #[error("traffic log receiver {addr}: {source}")]
+    TrafficListen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Runs until cancelled (or after one pass with `--once`).
-pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunError> {
+pub async fn run(mut cfg: RunConfig, token: CancellationToken) -> Result<(), RunError> {
     let client = Client::new(&cfg.consul)?;
+    // Bound before the first render, which prints its address.
+    let traffic_socket = match cfg.traffic_listen {
+        Some(addr) => Some(
+            TrafficSocket::bind(addr)
+                .await
+                .map_err(|source| RunError::TrafficListen { addr, source })?,
+        ),
+        None => None,
+    };
+    cfg.page.traffic = traffic_socket
+        .as_ref()
+        .map(|s| crate::traffic_syslog::page(s.local_addr()));
     let renderer = Renderer::load(&cfg.templates).map_err(RunError::Template)?;
     let files = ReloadPlane::new(renderer, cfg.page.clone(), cfg.nginx.clone(), cfg.dry_run);
     let plane = match &cfg.lua {
@@ -160,6 +182,17 @@ pub async fn run(cfg: RunConfig, token: CancellationToken) -> Result<(), RunErro
             publisher
                 .run(token.child_token())
                 .instrument(tracing::info_span!("traffic-publish")),
+        );
+    }
+    if let Some(socket) = traffic_socket {
+        tracker.spawn(
+            socket
+                .run(
+                    metrics.traffic.clone(),
+                    publisher.live(),
+                    token.child_token(),
+                )
+                .instrument(tracing::info_span!("traffic")),
         );
     }
     let _file_watcher =

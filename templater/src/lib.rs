@@ -18,6 +18,7 @@
 //! - [`control`]: nginx's control endpoint (`PUT`/`GET /state`) and where it listens.
 //! - [`lua_plane`]: the Lua data plane (structure through the reload path, state pushed).
 //! - [`traffic`]: per service and colour traffic figures polled from the Lua data plane.
+//! - [`traffic_syslog`]: the same figures from plain nginx's traffic log (reload data plane).
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).
 //! - [`watch`]: Consul watches (catalog view, deploy settings) with constant connections.
@@ -67,5 +68,6 @@ pub mod state_doc;
 pub mod status;
 pub mod traffic;
 pub mod traffic_publish;
+pub mod traffic_syslog;
 pub mod watch;
 pub mod weights;

@@ -102,6 +102,7 @@ async fn plane(dir: &Path, control: &str) -> LuaPlane {
         preview_header: "X-Swarmgate-Color".into(),
         preview_var: "http_x_swarmgate_color".into(),
         lua: None,
+        traffic: None,
     };
     let nginx = Nginx {
         check: None,

@@ -243,6 +243,9 @@ pub struct Page {
     pub preview_var: String,
     /// The Lua data plane's settings; `None` in reload mode.
     pub lua: Option<LuaPage>,
+    /// Where nginx sends its traffic log (reload mode, `templater run` only; see
+    /// [`crate::traffic_syslog`]); `None`: templates print no traffic log.
+    pub traffic: Option<TrafficPage>,
 }
 
 /// What `dataplane.conf.j2` prints (every value checked when the flags were read).
@@ -255,6 +258,17 @@ pub struct LuaPage {
     pub control_socket: String,
     /// The shared dictionary's size (`16m`).
     pub dict_size: String,
+}
+
+/// What the templates print for nginx's traffic log: `access_log {{ traffic.syslog }}
+/// {{ traffic.format }};` in each location proxying to an `sg_*` upstream, and the
+/// `log_format` named `format` (vhosts.conf.j2 defines it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TrafficPage {
+    /// `syslog:server=127.0.0.1:PORT,nohostname,tag=swarmgate`.
+    pub syslog: String,
+    /// The log format's name, `swarmgate_traffic`.
+    pub format: String,
 }
 
 impl Page {
@@ -270,6 +284,7 @@ impl Page {
             preview_header: &self.preview_header,
             preview_var: &self.preview_var,
             lua: self.lua.as_ref(),
+            traffic: self.traffic.as_ref(),
         }
     }
 }
@@ -287,6 +302,7 @@ pub struct Context<'a> {
     pub preview_var: &'a str,
     #[serde(flatten)]
     pub lua: Option<&'a LuaPage>,
+    pub traffic: Option<&'a TrafficPage>,
 }
 
 /// Prints numbers and booleans as they are, plain tokens bare, anything else as a quoted

@@ -117,6 +117,7 @@ fn sample_with(tune: impl Fn(&mut PlanOptions)) -> (Plan, Page) {
         preview_header: "X-Swarmgate-Color".into(),
         preview_var: "http_x_swarmgate_color".into(),
         lua: None,
+        traffic: Some(crate::traffic_syslog::page(([127, 0, 0, 1], 5140).into())),
     };
     (build(&catalog, &settings, &opts, None, &AnyFile), page)
 }

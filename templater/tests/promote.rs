@@ -6,7 +6,8 @@
 //! traffic is inconclusive (exit 7); a baseline failing alike holds the step instead of
 //! blaming the canary; a failing `--check` rolls back before any user reached green; SIGTERM
 //! rolls back; a second promotion exits 4 and `rollback` aborts the first; a killed CLI leaves
-//! its step, `status` says so, and `rollback` ends it.
+//! its step, `status` says so, and `rollback` ends it. The good and the failing green run on
+//! plain nginx too (the reload data plane, its traffic counted from nginx's syslog access log).
 
 mod common;
 
@@ -18,17 +19,39 @@ use common::*;
 use serde_json::Value;
 use testkit::http::{Load, LoadTotals};
 use testkit::id_backend::IdBackend;
-use testkit::{eventually, unique, ConsulAgent};
+use testkit::{eventually, unique, ConsulAgent, NginxServer};
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, Command};
 
 /// Fast steps for tests: judged after 2 s on at least 20 requests.
 const FAST: &[&str] = &["--interval", "2s", "--min-requests", "20"];
 
-/// A service with two blue instances and one green behind a Lua edge, blue active.
+/// Which data plane an edge runs.
+#[derive(Clone, Copy, Debug)]
+enum Plane {
+    Lua,
+    Reload,
+}
+
+/// nginx of either data plane.
+enum Edge {
+    Lua(LuaEdge),
+    Reload(NginxServer),
+}
+
+impl Edge {
+    fn nginx(&self) -> &NginxServer {
+        match self {
+            Edge::Lua(e) => e.nginx(),
+            Edge::Reload(n) => n,
+        }
+    }
+}
+
+/// A service with two blue instances and one green behind an edge, blue active.
 struct Stack {
     consul: ConsulAgent,
-    edge: LuaEdge,
+    edge: Edge,
     _templater: Templater,
     svc: String,
     host: String,
@@ -43,8 +66,15 @@ impl Stack {
 
     /// With `extra` flags for `templater run`.
     async fn start_with(blue_fail: u64, green_fail: u64, extra: &[&str]) -> Stack {
+        Self::start_on(Plane::Lua, blue_fail, green_fail, extra).await
+    }
+
+    async fn start_on(plane: Plane, blue_fail: u64, green_fail: u64, extra: &[&str]) -> Stack {
         let consul = ConsulAgent::start().await;
-        let edge = LuaEdge::start().await;
+        let edge = match plane {
+            Plane::Lua => Edge::Lua(LuaEdge::start().await),
+            Plane::Reload => Edge::Reload(NginxServer::start().await),
+        };
         let svc = unique("shop");
         let mut blues = Vec::new();
         for i in 0..2 {
@@ -64,7 +94,10 @@ impl Stack {
             "passing",
         )
         .await;
-        let templater = edge.templater(&consul, extra);
+        let templater = match &edge {
+            Edge::Lua(e) => e.templater(&consul, extra),
+            Edge::Reload(n) => start_templater(&consul, n, extra),
+        };
         let host = format!("{svc}.localhost");
         let out = cli_async(&consul, &["flip", &svc, "blue", "--wait-live", "30"]).await;
         assert_eq!(out.0, 0, "flip blue: {}", out.1);
@@ -204,7 +237,16 @@ fn assert_no_failures(load: &LoadTotals) {
 
 #[tokio::test]
 async fn a_good_green_walks_its_steps_and_ends_active() {
-    let s = Stack::start(0, 0).await;
+    good_green(Plane::Lua).await;
+}
+
+#[tokio::test]
+async fn reload_plane_a_good_green_walks_its_steps_and_ends_active() {
+    good_green(Plane::Reload).await;
+}
+
+async fn good_green(plane: Plane) {
+    let s = Stack::start_on(plane, 0, 0, &[]).await;
     let load = s.load();
     let mut args = vec!["--steps", "20,50,100"];
     args.extend_from_slice(FAST);
@@ -244,7 +286,16 @@ async fn a_good_green_walks_its_steps_and_ends_active() {
 
 #[tokio::test]
 async fn a_failing_green_is_rolled_back_at_its_first_step() {
-    let s = Stack::start(0, 50).await;
+    failing_green(Plane::Lua).await;
+}
+
+#[tokio::test]
+async fn reload_plane_a_failing_green_is_rolled_back_at_its_first_step() {
+    failing_green(Plane::Reload).await;
+}
+
+async fn failing_green(plane: Plane) {
+    let s = Stack::start_on(plane, 0, 50, &[]).await;
     let load = s.load();
     let mut args = vec!["--steps", "10,50,100", "--max-wait", "30s"];
     args.extend_from_slice(FAST);

@@ -1,7 +1,7 @@
 //! The dashboard's data (`/api/state`): this edge's live view reshaped for people — per service
 //! the split, the per-colour totals and every instance with its health, weight and share, then
 //! the recent deploys and the daemon's own condition. Everything comes from the [`LiveView`] the
-//! publisher wrote and the traffic figures of [`crate::traffic`] (Lua data plane); nothing about
+//! publisher wrote and the traffic figures of [`crate::traffic`] (either data plane); nothing about
 //! traffic is decided here.
 
 use std::collections::BTreeMap;
@@ -67,7 +67,7 @@ pub struct ColorState {
     pub backups: usize,
     pub left_out: usize,
     pub share: f64,
-    /// Traffic over the last minute at this edge (Lua data plane; `None` without figures).
+    /// Traffic over the last minute at this edge (`None` without figures).
     pub requests_per_second: Option<f64>,
     pub error_rate: Option<f64>,
     pub p99_seconds: Option<f64>,

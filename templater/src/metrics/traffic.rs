@@ -32,7 +32,7 @@ impl Collect for Collector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         let totals = self.0.totals();
         if totals.is_empty() {
-            // No traffic seen (reload mode, or none yet): no families at all. An empty family
+            // No traffic seen (none yet, or --once/--dry-run): no families at all. An empty family
             // followed by another is what strict OpenMetrics parsers refuse.
             return Ok(());
         }
@@ -54,7 +54,7 @@ impl Collect for Collector {
         }
         let mut m = encoder.encode_descriptor(
             "templater_upstream_response_seconds",
-            "Response time of the instance that answered (nginx's own answer time when none did), by service and colour; Lua data plane",
+            "Response time of the instance that answered (nginx's own answer time when none did), by service and colour",
             None,
             MetricType::Histogram,
         )?;
