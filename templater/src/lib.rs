@@ -17,7 +17,7 @@
 //! - [`state_doc`]: the Lua data plane's state document, printed from the plan.
 //! - [`control`]: nginx's control endpoint (`PUT`/`GET /state`) and where it listens.
 //! - [`lua_plane`]: the Lua data plane (structure through the reload path, state pushed).
-//! - [`traffic`]: per service and colour traffic figures polled from the Lua data plane.
+//! - [`traffic`]: per service and colour traffic figures (totals, the last minute), either plane.
 //! - [`traffic_syslog`]: the same figures from plain nginx's traffic log (reload data plane).
 //! - [`guard`]: holding the last view through leaderless, empty or reset answers.
 //! - [`quiesce`]: coalescing bursts of changes (`--wait MIN:MAX`).

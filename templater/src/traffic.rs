@@ -1,12 +1,16 @@
-//! Per service and colour traffic figures from the Lua data plane: nginx counts every request in
-//! a shared dict (`templates/lua/swarmgate/traffic.lua`), the daemon polls `GET /traffic` every
-//! second ([`poll`]) and keeps
+//! Per service and colour traffic figures, from either data plane: with Lua, nginx counts every
+//! request in a shared dict (`templates/lua/swarmgate/traffic.lua`) and the daemon polls
+//! `GET /traffic` every second ([`poll`]); with plain nginx, [`crate::traffic_syslog`] counts
+//! nginx's access-log lines into the same readings. [`Traffic`] keeps
 //! - totals mirrored from nginx's cumulative counters: as first read, then growing with them (a
 //!   restart of nginx — a new epoch, or a counter going down — is a reset: what it counts next
 //!   is added, so the totals never go down),
 //!   exported on `/metrics` by [`crate::metrics`];
 //! - a rolling window of the last [`WINDOW`] (one sample a poll) from which the dashboard's
 //!   per-colour requests/s, error rate and p99 come ([`Figures`]).
+//!
+//! - the settings index each service's live plan followed before the last reading, which
+//!   [`crate::traffic_publish`] publishes with the totals for `templater promote`.
 //!
 //! Services that are not in the live plan any more lose their totals and window.
 
