@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::lua_edge::{cli_async, LuaEdge};
@@ -417,17 +416,7 @@ async fn a_change_made_while_nginx_is_down_is_in_the_state_file_and_pushed_once_
 
 #[test]
 fn lua_flags_are_checked_before_anything_starts() {
-    let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_templater"))
-            .args(["--consul", "127.0.0.1:1", "run", "--dataplane", "lua"])
-            .args(extra)
-            .output()
-            .expect("run templater");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |extra: &[&str]| run_refused(&[&["--dataplane", "lua"], extra].concat());
     for (extra, says) in [
         (&["--control-socket", "0.0.0.0:9000"][..], "loopback"),
         (&["--control-socket", "10.1.2.3:80"][..], "loopback"),

@@ -11,7 +11,6 @@ use lua_plane::*;
 use serde_json::Value;
 use testkit::id_backend::IdBackend;
 use testkit::{eventually, free_port};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `GET /traffic`, parsed.
 async fn traffic(p: &Plane) -> Value {
@@ -38,25 +37,6 @@ async fn until(p: &Plane, color: &str, field: &str, want: u64) -> Value {
 
 fn field(t: &Value, color: &str, name: &str) -> u64 {
     t["services"]["app"][color][name].as_u64().unwrap_or(0)
-}
-
-/// A backend answering every request `500` (and closing).
-async fn failing_backend() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf).await;
-                let reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nboom";
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (port, task)
 }
 
 #[tokio::test]
@@ -118,7 +98,8 @@ async fn counts_per_colour_match_what_the_client_saw() {
 
 #[tokio::test]
 async fn a_500_counts_5xx_and_a_retry_counts_for_the_peer_that_answered() {
-    let (bad_port, _bad) = failing_backend().await;
+    let bad = IdBackend::start_failing("boom", 100).await;
+    let bad_port = bad.port;
     let green = IdBackend::start("green-1").await;
     // red answers 500 (not retried); blue's port is closed (refused, retried on another peer).
     let dead = free_port();

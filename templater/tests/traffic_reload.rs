@@ -8,12 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use common::*;
 use testkit::id_backend::IdBackend;
 use testkit::{eventually, free_port, unique, ConsulAgent, NginxServer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `n` GETs of `host`, each on a new connection, counted by answer: the backend's id, or the
 /// status line of anything but a 200.
@@ -24,25 +22,6 @@ async fn answers(nginx: &NginxServer, host: &str, n: usize) -> BTreeMap<String, 
         *counts.entry(key).or_insert(0) += 1;
     }
     counts
-}
-
-/// A backend answering every request `500` (and closing).
-async fn failing_backend() -> (u16, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = conn.read(&mut buf).await;
-                let reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\nConnection: close\r\n\r\nboom";
-                let _ = conn.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    (port, task)
 }
 
 /// The templater's `templater_upstream_requests_total` sample name for one pair and class.
@@ -154,7 +133,8 @@ async fn a_500_is_5xx_and_a_refused_connection_counts_for_the_instance_that_answ
     let nginx = NginxServer::start().await;
     let svc = unique("app");
     let host = format!("{svc}.localhost");
-    let (bad_port, _bad) = failing_backend().await;
+    let bad = IdBackend::start_failing("boom", 100).await;
+    let bad_port = bad.port;
     let green = IdBackend::start("green-1").await;
     let dead = free_port();
     // No active colour: all three serve, weight 1. red answers 500 (not retried); blue's port
@@ -255,18 +235,6 @@ async fn nginx_answering_itself_counts_failed() {
 
 #[test]
 fn the_traffic_listener_is_loopback_and_reload_mode_only() {
-    let run = |extra: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_templater"))
-            .args(["--consul", "127.0.0.1:1", "run"])
-            .args(extra)
-            .env_remove("TEMPLATER_TRAFFIC_LISTEN")
-            .output()
-            .expect("run templater");
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
     for (extra, says) in [
         (&["--traffic-listen", "0.0.0.0:5140"][..], "loopback"),
         (&["--traffic-listen", "10.1.2.3:5140"][..], "loopback"),
@@ -276,7 +244,7 @@ fn the_traffic_listener_is_loopback_and_reload_mode_only() {
             "--dataplane reload",
         ),
     ] {
-        let (code, err) = run(extra);
+        let (code, err) = run_refused(extra);
         assert_eq!(code, Some(64), "{extra:?}: {err}");
         assert!(err.contains(says), "{extra:?}: {err}");
     }

@@ -397,17 +397,8 @@ impl Walk<'_> {
                 &Figures::of(&self.promotion.color, &canary),
                 &Figures::of(&self.promotion.from, &baseline),
             );
-            let verdict = judge(
-                &self.plan.limits,
-                &Observed {
-                    color: &self.promotion.color,
-                    counts: &canary,
-                },
-                &Observed {
-                    color: &self.promotion.from,
-                    counts: &baseline,
-                },
-            );
+            let (c, b) = self.observed(&canary, &baseline);
+            let verdict = judge(&self.plan.limits, &c, &b);
             let figures = || {
                 Some((
                     Figures::of(&self.promotion.color, &canary),
@@ -463,19 +454,28 @@ impl Walk<'_> {
         )
     }
 
+    /// COLOR's and the active colour's counts, as the judge reads them.
+    fn observed<'c>(
+        &'c self,
+        canary: &'c crate::traffic::Counts,
+        baseline: &'c crate::traffic::Counts,
+    ) -> (Observed<'c>, Observed<'c>) {
+        (
+            Observed {
+                color: &self.promotion.color,
+                counts: canary,
+            },
+            Observed {
+                color: &self.promotion.from,
+                counts: baseline,
+            },
+        )
+    }
+
     fn breach(&self, window: &Window) -> Result<(), Stop> {
         let (canary, baseline) = self.figures(window);
-        let breach = certain_breach(
-            &self.plan.limits,
-            &Observed {
-                color: &self.promotion.color,
-                counts: &canary,
-            },
-            &Observed {
-                color: &self.promotion.from,
-                counts: &baseline,
-            },
-        );
+        let (c, b) = self.observed(&canary, &baseline);
+        let breach = certain_breach(&self.plan.limits, &c, &b);
         match breach {
             Some(why) => Err(Stop::Failed(why)),
             None => Ok(()),

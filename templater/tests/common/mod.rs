@@ -122,3 +122,19 @@ pub async fn upstreams_become(
     })
     .await
 }
+
+/// `templater --consul 127.0.0.1:1 run EXTRA` (nothing listens there): its exit code and stderr,
+/// for flags refused before anything starts.
+pub fn run_refused(extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_templater"))
+        .args(["--consul", "127.0.0.1:1", "run"])
+        .args(extra)
+        .env_remove("TEMPLATER_TRAFFIC_LISTEN")
+        .env_remove("TEMPLATER_DATAPLANE")
+        .output()
+        .expect("run templater");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
