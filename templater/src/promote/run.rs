@@ -8,33 +8,29 @@
 use std::time::Duration;
 
 use swarmgate_consul::KvOp;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Plan, PromoteArgs};
 use super::check::{self, CheckEnv};
-use super::judge::{certain_breach, judge, Observed, Verdict};
 use super::progress::{Event, Figures, Progress};
 use super::record::{self, Found, Promotion};
 use super::signals::Signals;
-use super::window::Window;
 use crate::deploy::{Deploy, DeployError};
 use crate::history::{self, Entry};
 use crate::keys::Field;
 use crate::records::unix_now;
 use crate::settings::parse_color;
-use crate::traffic_publish::TrafficRecord;
 
 /// The CLI's session lives this long without a renewal: a killed CLI's lock is released
 /// within one to two of these.
 const SESSION_TTL_SECS: u64 = 10;
 /// How often the window is read.
-const TICK: Duration = Duration::from_secs(1);
+pub(super) const TICK: Duration = Duration::from_secs(1);
 /// How long a rollback waits for the edges to serve it before the command exits anyway.
-const ROLLBACK_WAIT: Duration = Duration::from_secs(30);
+pub(super) const ROLLBACK_WAIT: Duration = Duration::from_secs(30);
 
 /// Why a walk stopped before the end.
-enum Stop {
+pub(super) enum Stop {
     Failed(String),
     Inconclusive(String),
     /// Ended from outside (`rollback`): traffic is not ours to touch any more.
@@ -151,26 +147,26 @@ async fn renew(client: swarmgate_consul::Client, session: String, token: Cancell
     }
 }
 
-struct Walk<'a> {
-    d: &'a Deploy,
-    args: &'a PromoteArgs,
-    service: &'a str,
-    promotion: Promotion,
-    plan: Plan,
-    session: String,
+pub(super) struct Walk<'a> {
+    pub(super) d: &'a Deploy,
+    pub(super) args: &'a PromoteArgs,
+    pub(super) service: &'a str,
+    pub(super) promotion: Promotion,
+    pub(super) plan: Plan,
+    pub(super) session: String,
     /// The record's ModifyIndex as this walk last wrote it.
-    record_index: u64,
+    pub(super) record_index: u64,
     /// `active`'s ModifyIndex when the walk began (it must not change until the end).
-    active_index: u64,
-    progress: Progress,
+    pub(super) active_index: u64,
+    pub(super) progress: Progress,
 }
 
 impl Walk<'_> {
-    fn event(&mut self, event: &'static str, message: impl Into<String>) {
+    pub(super) fn event(&mut self, event: &'static str, message: impl Into<String>) {
         self.event_with(event, message, None);
     }
 
-    fn event_with(
+    pub(super) fn event_with(
         &mut self,
         event: &'static str,
         message: impl Into<String>,
@@ -194,13 +190,13 @@ impl Walk<'_> {
         self.progress.event(e);
     }
 
-    async fn history(&self, action: &str, detail: String) {
+    pub(super) async fn history(&self, action: &str, detail: String) {
         let p = &self.promotion;
         let entry = Entry::now(action, Some(&p.from), Some(&p.color), detail, &p.by);
         history::record(&self.d.client, &self.d.keys, self.service, entry).await;
     }
 
-    fn record_value(&self) -> Vec<u8> {
+    pub(super) fn record_value(&self) -> Vec<u8> {
         serde_json::to_vec(&self.promotion).expect("a promotion serialises")
     }
 
@@ -253,7 +249,7 @@ impl Walk<'_> {
         Ok(())
     }
 
-    fn steps_text(&self) -> String {
+    pub(super) fn steps_text(&self) -> String {
         self.promotion
             .steps
             .iter()
@@ -262,12 +258,12 @@ impl Walk<'_> {
             .join(", ")
     }
 
-    async fn read_record(&self) -> swarmgate_consul::Result<Option<Found>> {
+    pub(super) async fn read_record(&self) -> swarmgate_consul::Result<Option<Found>> {
         record::read(&self.d.client, &self.d.keys, self.service).await
     }
 
     /// Whether `found` is this walk's record (locked by its session, or released by it).
-    fn ours(&self, found: &Found) -> bool {
+    pub(super) fn ours(&self, found: &Found) -> bool {
         match &found.session {
             Some(s) => *s == self.session,
             None => {
@@ -311,210 +307,9 @@ impl Walk<'_> {
         }
     }
 
-    /// Sets step `i`, waits for the edges, judges its window.
-    async fn step(&mut self, i: usize, percent: u8) -> Result<(), Stop> {
-        if self
-            .d
-            .require_passing(self.service, &self.promotion.color, false)
-            .await
-            .is_err()
-        {
-            return Err(Stop::Failed(format!(
-                "{} has no passing {} instance",
-                self.service, self.promotion.color
-            )));
-        }
-        let before = self.promotion.clone();
-        self.promotion.step = Some(i);
-        self.promotion.step_unix = unix_now();
-        let guard = KvOp::Cas {
-            key: self.d.keys.setting(self.service, Field::Promotion),
-            value: self.record_value(),
-            index: self.record_index,
-        };
-        let written = self
-            .d
-            .write_canary(self.service, percent, self.active_index, vec![guard])
-            .await?;
-        let Some(index) = written else {
-            self.promotion = before;
-            return Err(self.lost().await);
-        };
-        // One transaction: the record's new ModifyIndex is the canary's.
-        self.record_index = index;
-        self.event(
-            "step",
-            format!("{percent}% of traffic to {}", self.promotion.color),
-        );
-        self.history("promote-step", format!("{percent}%")).await;
-
-        // Until every edge serves the step, only a certain breach on what COLOR answered since
-        // it was set can end it.
-        let mut since_set = Window::new(0);
-        let live = {
-            let waiting = self.d.wait_live(self.service, index, self.plan.max_wait);
-            tokio::pin!(waiting);
-            loop {
-                tokio::select! {
-                    r = &mut waiting => break r,
-                    _ = tokio::time::sleep(TICK) => {
-                        let records = self.tick().await?;
-                        since_set.feed(&records);
-                        self.breach(&since_set)?;
-                    }
-                }
-            }
-        };
-        let live = live.map_err(|e| {
-            Stop::Inconclusive(format!(
-                "the edges did not serve {percent}% within --max-wait: {e}"
-            ))
-        })?;
-        self.event(
-            "live",
-            format!("{live}; judging over {}", humanize(self.plan.interval)),
-        );
-
-        let deadline = Instant::now() + self.plan.max_wait;
-        let mut window = Window::new(index);
-        window.feed(&self.tick().await?);
-        let mut opened = Instant::now();
-        let mut said = None::<&'static str>;
-        // Why the step has no verdict yet (what an inconclusive end says).
-        let mut pending = "no verdict within --max-wait".to_string();
-        loop {
-            tokio::time::sleep(TICK).await;
-            window.feed(&self.tick().await?);
-            let (canary, baseline) = self.figures(&window);
-            self.breach(&window)?;
-            let held_for = opened.elapsed();
-            self.progress.live(
-                &format!(
-                    "{percent}% {}s/{}s",
-                    held_for.as_secs(),
-                    self.plan.interval.as_secs()
-                ),
-                &Figures::of(&self.promotion.color, &canary),
-                &Figures::of(&self.promotion.from, &baseline),
-            );
-            let (c, b) = self.observed(&canary, &baseline);
-            let verdict = judge(&self.plan.limits, &c, &b);
-            let figures = || {
-                Some((
-                    Figures::of(&self.promotion.color, &canary),
-                    Figures::of(&self.promotion.from, &baseline),
-                ))
-            };
-            if held_for >= self.plan.interval {
-                match verdict {
-                    Verdict::Pass(m) => {
-                        let f = figures();
-                        self.event_with("passed", m, f);
-                        return Ok(());
-                    }
-                    Verdict::Fail(m) => return Err(Stop::Failed(m)),
-                    Verdict::Hold(m) => {
-                        let f = figures();
-                        self.event_with("holding", format!("{m}; judging again"), f);
-                        said = Some("holding");
-                        window = Window::new(index);
-                        window.feed(&self.tick().await?);
-                        opened = Instant::now();
-                        if Instant::now() >= deadline {
-                            return Err(Stop::Inconclusive(m));
-                        }
-                        pending = m;
-                    }
-                    Verdict::TooFew(m) => {
-                        if Instant::now() >= deadline {
-                            return Err(Stop::Inconclusive(m));
-                        }
-                        if said != Some("waiting") {
-                            let f = figures();
-                            self.event_with("waiting", format!("{m}; waiting for traffic"), f);
-                            said = Some("waiting");
-                        }
-                        pending = m;
-                    }
-                }
-            } else if Instant::now() >= deadline {
-                return Err(Stop::Inconclusive(format!(
-                    "{pending} (after --max-wait {})",
-                    humanize(self.plan.max_wait)
-                )));
-            }
-        }
-    }
-
-    /// COLOR's and the active colour's counts in `window`.
-    fn figures(&self, window: &Window) -> (crate::traffic::Counts, crate::traffic::Counts) {
-        (
-            window.counts(&self.promotion.color),
-            window.counts(&self.promotion.from),
-        )
-    }
-
-    /// COLOR's and the active colour's counts, as the judge reads them.
-    fn observed<'c>(
-        &'c self,
-        canary: &'c crate::traffic::Counts,
-        baseline: &'c crate::traffic::Counts,
-    ) -> (Observed<'c>, Observed<'c>) {
-        (
-            Observed {
-                color: &self.promotion.color,
-                counts: canary,
-            },
-            Observed {
-                color: &self.promotion.from,
-                counts: baseline,
-            },
-        )
-    }
-
-    fn breach(&self, window: &Window) -> Result<(), Stop> {
-        let (canary, baseline) = self.figures(window);
-        let (c, b) = self.observed(&canary, &baseline);
-        let breach = certain_breach(&self.plan.limits, &c, &b);
-        match breach {
-            Some(why) => Err(Stop::Failed(why)),
-            None => Ok(()),
-        }
-    }
-
-    /// One look at KV: the walk stops when its record is gone or not its own any more;
-    /// answers every edge's traffic record. A failed read is skipped (the deadline bounds it).
-    async fn tick(&self) -> Result<Vec<TrafficRecord>, Stop> {
-        match self.read_record().await {
-            Ok(Some(f)) if self.ours(&f) && f.index == self.record_index => {}
-            Ok(_) => {
-                return Err(Stop::Aborted(format!(
-                    "{}'s promotion was ended from outside (templater rollback)",
-                    self.service
-                )))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the promotion record failed; retrying");
-                return Ok(Vec::new());
-            }
-        }
-        let dir = self.d.keys.traffic_dir(self.service);
-        match self.d.client.kv_list(&dir, &Default::default(), true).await {
-            Ok((pairs, _)) => Ok(pairs
-                .iter()
-                .filter(|p| self.d.keys.parse_traffic(&p.key).is_some())
-                .filter_map(|p| serde_json::from_slice(&p.value).ok())
-                .collect()),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the edges' traffic failed; retrying");
-                Ok(Vec::new())
-            }
-        }
-    }
-
     /// A transaction of the walk lost: aborted from outside, or settings changed by another
     /// command.
-    async fn lost(&self) -> Stop {
+    pub(super) async fn lost(&self) -> Stop {
         match self.read_record().await {
             Ok(Some(f)) if self.ours(&f) => Stop::Failed(format!(
                 "{}'s settings changed under the promotion (another deploy command?)",
@@ -526,145 +321,5 @@ impl Walk<'_> {
             )),
             Err(e) => Stop::Error(e.into()),
         }
-    }
-
-    /// The last step passed: COLOR becomes active with canary 0 and the record goes, in one
-    /// transaction guarded by the record.
-    async fn finish(&mut self) -> Result<String, Stop> {
-        let key = self.d.keys.setting(self.service, Field::Promotion);
-        let guard = vec![
-            KvOp::CheckIndex {
-                key: key.clone(),
-                index: self.record_index,
-            },
-            KvOp::Delete { key },
-        ];
-        let (color, from) = (self.promotion.color.clone(), self.promotion.from.clone());
-        if let Err(e) = self
-            .d
-            .commit(self.service, &color, Some(&from), self.active_index, guard)
-            .await
-        {
-            return Err(match e {
-                DeployError::Conflict(_) => self.lost().await,
-                e => Stop::Error(e),
-            });
-        }
-        let index = self.d.read(self.service, Field::Active).await?.index;
-        self.promotion.step = None;
-        let steps = self.steps_text();
-        self.event(
-            "promoted",
-            format!("{color} is active (was {from}) after steps {steps}; canary 0"),
-        );
-        self.history("promote-passed", format!("after steps {steps}"))
-            .await;
-        let live = self
-            .d
-            .wait_live(self.service, index, self.plan.max_wait)
-            .await?;
-        let line = format!(
-            "{}: {color} is active (was {from}) after steps {steps}; canary 0; {live}",
-            self.service
-        );
-        Ok(self.final_line("promoted", line))
-    }
-
-    fn final_line(&self, event: &str, line: String) -> String {
-        if !self.progress.json() {
-            return line;
-        }
-        serde_json::json!({
-            "event": "result",
-            "outcome": event,
-            "service": self.service,
-            "color": self.promotion.color,
-            "from": self.promotion.from,
-            "message": line,
-        })
-        .to_string()
-    }
-
-    /// Ends a walk that stopped: traffic back on the colour it started from (unless it was
-    /// aborted from outside), said and recorded; answers the error to exit with.
-    async fn stop(&mut self, stop: Stop) -> DeployError {
-        let (event, action, error) = match stop {
-            Stop::Aborted(why) => {
-                self.event("aborted", why.clone());
-                self.history("promote-aborted", why.clone()).await;
-                return DeployError::StepFailed(why);
-            }
-            Stop::Failed(why) => ("failed", "promote-failed", DeployError::StepFailed(why)),
-            Stop::Inconclusive(why) => (
-                "inconclusive",
-                "promote-inconclusive",
-                DeployError::Inconclusive(why),
-            ),
-            Stop::Signalled(name, code) => (
-                "failed",
-                "promote-failed",
-                DeployError::Signalled(name, code),
-            ),
-            Stop::Error(e) => ("failed", "promote-failed", e),
-        };
-        let why = error.to_string();
-        self.event(event, why.clone());
-        let back = self.roll_back().await;
-        self.event("rolled-back", back.clone());
-        self.history(action, format!("{why}; {back}")).await;
-        error
-    }
-
-    /// Canary 0 and the record deleted, if the record is still this walk's and the colour it
-    /// started from still active; then waits (bounded) for the edges to serve it.
-    async fn roll_back(&mut self) -> String {
-        let from = self.promotion.from.clone();
-        let attempt = async {
-            let Some(found) = self.read_record().await? else {
-                return Ok::<_, DeployError>("the promotion had already ended".to_string());
-            };
-            if !self.ours(&found) {
-                return Ok("another promotion holds the service; traffic left as it is".into());
-            }
-            let active = self.d.read(self.service, Field::Active).await?;
-            if active.value.as_deref() != Some(from.as_str()) {
-                return Ok(format!(
-                    "{from} is not active any more; traffic left as it is"
-                ));
-            }
-            match self
-                .d
-                .end_promotion(self.service, found.index, active.index)
-                .await?
-            {
-                None => Ok("the settings changed under the rollback; traffic left as it is".into()),
-                Some(index) => {
-                    let live = self
-                        .d
-                        .wait_live(self.service, index, ROLLBACK_WAIT)
-                        .await
-                        .unwrap_or_else(|e| e.to_string());
-                    Ok(format!("all traffic back on {from}; canary 0; {live}"))
-                }
-            }
-        };
-        match attempt.await {
-            Ok(line) => line,
-            Err(e) => format!(
-                "could not roll back ({e}): run `templater rollback {}`",
-                self.service
-            ),
-        }
-    }
-}
-
-/// `30s`, `2m`, `1m30s`.
-fn humanize(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 60, s % 60) {
-        (0, _) if d.subsec_millis() > 0 || s == 0 => format!("{}ms", d.as_millis()),
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m{s}s"),
     }
 }
