@@ -209,26 +209,40 @@ async fn finish(mut child: Child) -> Finished {
     }
 }
 
-/// Reads `child`'s JSON events until one named `event` arrives; answers the lines read.
-async fn until_event(child: &mut Child, event: &str) -> Vec<Value> {
-    use tokio::io::AsyncBufReadExt;
-    let stdout = child.stdout.as_mut().expect("stdout");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut seen = Vec::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            let done = v["event"] == event;
-            seen.push(v);
-            if done {
-                return true;
+/// A running promotion's JSON events, read as they come.
+struct Events(tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>);
+
+impl Events {
+    fn of(child: &mut Child) -> Events {
+        use tokio::io::AsyncBufReadExt;
+        let stdout = child.stdout.take().expect("stdout");
+        Events(tokio::io::BufReader::new(stdout).lines())
+    }
+
+    /// Reads events until one named `event` arrives; answers it.
+    async fn until(&mut self, event: &str) -> Value {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = self.0.next_line().await {
+                let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+                if v["event"] == event {
+                    return Some(v);
+                }
+                seen.push(v);
             }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(v)) => v,
+            _ => panic!("no {event} event in {seen:?}"),
         }
-        false
-    })
-    .await;
-    assert_eq!(found, Ok(true), "no {event} event in {seen:?}");
-    seen
+    }
+}
+
+/// Reads `child`'s JSON events until one named `event` arrives.
+async fn until_event(child: &mut Child, event: &str) -> Value {
+    Events::of(child).until(event).await
 }
 
 fn assert_no_failures(load: &LoadTotals) {
@@ -481,4 +495,68 @@ async fn a_killed_cli_leaves_its_step_and_status_says_so() {
     let (code, out) = cli_async(&s.consul, &["rollback", &s.svc, "--wait-live", "20"]).await;
     assert_eq!(code, 0, "{out}");
     s.back_on_blue().await;
+}
+
+#[tokio::test]
+async fn a_window_never_holds_traffic_an_edge_served_before_it_took_the_step() {
+    let s = Stack::start(0, 0).await;
+    // A second edge on plain nginx that will lag: its nginx master stopped, it cannot take the
+    // step (no reload), while its workers keep serving the old weights (all blue) and its
+    // templater keeps publishing what they count.
+    let lagging = NginxServer::start().await;
+    let b = start_templater(&s.consul, &lagging, &[]);
+    testkit::eventually(
+        WAIT,
+        "the second edge serves blue and reports it",
+        || async {
+            let body = testkit::http::get(lagging.port, &s.host).await?;
+            anyhow::ensure!(body.starts_with("blue"), "{body}");
+            let (_, status) = cli_async(&s.consul, &["status", &s.svc]).await;
+            anyhow::ensure!(status.contains(&format!("edge {}:", b.name)), "{status}");
+            Ok(())
+        },
+    )
+    .await;
+    let master = nix::unistd::Pid::from_raw(lagging.master_pid() as i32);
+    nix::sys::signal::kill(master, nix::sys::signal::SIGSTOP).expect("stop nginx's master");
+    let mut child = s.promote(&[
+        "--steps",
+        "50",
+        "--interval",
+        "3s",
+        "--min-requests",
+        "10",
+        "--max-wait",
+        "40s",
+    ]);
+    let mut events = Events::of(&mut child);
+    events.until("step").await;
+    // Both edges publish their traffic now (a promotion runs); the lagging one as of the old
+    // settings. Then 300 requests at the old weights on it, after the step was set.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stale = testkit::http::tally(lagging.port, &s.host, 300).await;
+    assert!(stale.keys().all(|k| k.starts_with("blue")), "{stale:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nix::sys::signal::kill(master, nix::sys::signal::SIGCONT).expect("resume nginx's master");
+    let live = events.until("live").await;
+    let message = live["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&b.name), "both edges serve it: {live}");
+    // Under the step's weights on both edges: 40 requests each, half green.
+    let a = testkit::http::tally(s.edge.nginx().port, &s.host, 40).await;
+    let b = testkit::http::tally(lagging.port, &s.host, 40).await;
+    let passed = events.until("passed").await;
+    let (green, blue) = (
+        passed["canary"]["requests"].as_u64().unwrap_or(0),
+        passed["baseline"]["requests"].as_u64().unwrap_or(0),
+    );
+    assert!(green >= 10, "{passed}");
+    assert!(
+        green + blue <= 80,
+        "the window holds requests from before the lagging edge took the step: {passed} \
+         (after: {a:?} {b:?})"
+    );
+    let promoted = events.until("result").await;
+    assert_eq!(promoted["outcome"], "promoted", "{promoted}");
+    let status = child.wait().await.expect("exit");
+    assert_eq!(status.code(), Some(0));
 }
