@@ -191,22 +191,8 @@ impl std::fmt::Debug for Finished {
 }
 
 async fn finish(mut child: Child) -> Finished {
-    let (mut out, mut err) = (String::new(), String::new());
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let (_, _, status) = tokio::join!(
-        stdout.read_to_string(&mut out),
-        stderr.read_to_string(&mut err),
-        child.wait()
-    );
-    Finished {
-        code: status.expect("exit").code().unwrap_or(-1),
-        events: out
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect(),
-        stderr: err,
-    }
+    let events = Events::of(&mut child);
+    events.finish(child).await
 }
 
 /// A running promotion's JSON events, read as they come.
@@ -217,6 +203,26 @@ impl Events {
         use tokio::io::AsyncBufReadExt;
         let stdout = child.stdout.take().expect("stdout");
         Events(tokio::io::BufReader::new(stdout).lines())
+    }
+
+    /// The rest of the events, the exit code and stderr.
+    async fn finish(mut self, mut child: Child) -> Finished {
+        let mut err = String::new();
+        let mut stderr = child.stderr.take().expect("stderr");
+        let mut events = Vec::new();
+        let read = async {
+            while let Ok(Some(line)) = self.0.next_line().await {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    events.push(v);
+                }
+            }
+        };
+        let (_, _, status) = tokio::join!(read, stderr.read_to_string(&mut err), child.wait());
+        Finished {
+            code: status.expect("exit").code().unwrap_or(-1),
+            events,
+            stderr: err,
+        }
     }
 
     /// Reads events until one named `event` arrives; answers it.
@@ -238,11 +244,6 @@ impl Events {
             _ => panic!("no {event} event in {seen:?}"),
         }
     }
-}
-
-/// Reads `child`'s JSON events until one named `event` arrives.
-async fn until_event(child: &mut Child, event: &str) -> Value {
-    Events::of(child).until(event).await
 }
 
 fn assert_no_failures(load: &LoadTotals) {
@@ -424,12 +425,13 @@ async fn sigterm_mid_promotion_rolls_back() {
     let mut args = vec!["--steps", "30,100", "--interval", "60s"];
     args.extend_from_slice(&FAST[2..]);
     let mut child = s.promote(&args);
-    until_event(&mut child, "live").await;
+    let mut events = Events::of(&mut child);
+    events.until("live").await;
     assert_eq!(s.setting("canary").await.as_deref(), Some("30"));
     let pid = child.id().expect("pid") as i32;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM)
         .expect("signal");
-    let done = finish(child).await;
+    let done = events.finish(child).await;
     let load = load.finish().await;
     assert_eq!(done.code, 143, "{done:?}");
     assert!(done.has("rolled-back") == 1, "{done:?}");
@@ -444,7 +446,8 @@ async fn a_second_promotion_exits_4_and_rollback_aborts_the_first() {
     let mut args = vec!["--steps", "25,100", "--interval", "60s"];
     args.extend_from_slice(&FAST[2..]);
     let mut first = s.promote(&args);
-    until_event(&mut first, "live").await;
+    let mut events = Events::of(&mut first);
+    events.until("live").await;
     let second = finish(s.promote(&args)).await;
     assert_eq!(second.code, 4, "{second:?}");
     assert!(
@@ -457,7 +460,7 @@ async fn a_second_promotion_exits_4_and_rollback_aborts_the_first() {
     let (code, out) = cli_async(&s.consul, &["rollback", &s.svc, "--wait-live", "20"]).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("aborted"), "{out}");
-    let done = finish(first).await;
+    let done = events.finish(first).await;
     let load = load.finish().await;
     assert_eq!(done.code, 6, "{done:?}");
     assert!(done.has("aborted") >= 1, "{done:?}");
@@ -472,7 +475,7 @@ async fn a_killed_cli_leaves_its_step_and_status_says_so() {
     let mut args = vec!["--steps", "40,100", "--interval", "60s"];
     args.extend_from_slice(&FAST[2..]);
     let mut child = s.promote(&args);
-    until_event(&mut child, "live").await;
+    Events::of(&mut child).until("live").await;
     child.start_kill().expect("kill");
     let _ = child.wait().await;
     assert_eq!(s.setting("canary").await.as_deref(), Some("40"), "stays");
