@@ -48,11 +48,28 @@ async fn check_cmd_runs_inside_the_container_on_an_agent_with_script_checks() {
         "b",
         &[
             &format!("SERVICE_NAME={bad}"),
-            "SERVICE_CHECK_CMD=test -d /nope",
+            // Consul's script checks: exit 0 passing, 1 warning, anything else critical. A
+            // check starts critical until its first run, so only an exit ≥ 2 stays critical.
+            "SERVICE_CHECK_CMD=test -d /nope || { echo no /nope here; exit 2; }",
             "SERVICE_CHECK_INTERVAL=1s",
         ],
     );
     status_becomes(&consul, &good, "passing").await;
+    // Ran (inside the container: /nope is not there) and failed, not just not run yet.
+    testkit::eventually(
+        std::time::Duration::from_secs(20),
+        "the failing check ran",
+        || async {
+            let check = check_of(&consul, &format!("{}:{}:80", reg.node, _b.name)).await;
+            let output = check["Output"].as_str().unwrap_or_default();
+            anyhow::ensure!(
+                check["Status"] == "critical" && output.contains("no /nope here"),
+                "{check}"
+            );
+            Ok(())
+        },
+    )
+    .await;
     status_becomes(&consul, &bad, "critical").await;
     let check = check_of(&consul, &format!("{}:{}:80", reg.node, g.name)).await;
     assert_eq!(check["Type"], "script", "{check}");
