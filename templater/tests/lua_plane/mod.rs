@@ -98,6 +98,18 @@ pub async fn plane(workers: u32, state: Option<&str>) -> Plane {
         std::fs::write(&nginx.state_file, doc).expect("state file");
     }
     nginx.start().await;
+    // Every worker up, so that a test comparing worker pids (no reload) starts from all of them.
+    let want = workers as usize;
+    testkit::eventually(
+        std::time::Duration::from_secs(10),
+        "every nginx worker",
+        || async {
+            let up = nginx.server.workers().len();
+            anyhow::ensure!(up == want, "{up} of {want} workers");
+            Ok(())
+        },
+    )
+    .await;
     Plane {
         nginx,
         port,
