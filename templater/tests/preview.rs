@@ -10,10 +10,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use common::lua_edge::{Plane, PlaneEdge};
 use common::*;
 use serde_json::json;
 use templater::state_doc::StateDoc;
-use testkit::{eventually, unique, Backend, ConsulAgent, LuaNginx, NginxServer};
+use testkit::{eventually, unique, Backend, ConsulAgent};
 
 const HEADER: &str = "X-Swarmgate-Color";
 
@@ -119,64 +120,24 @@ async fn register(
     check
 }
 
-/// Which data plane an edge runs.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Plane {
-    Reload,
-    Lua,
-}
-
-/// An nginx (with the Lua modules for the Lua plane) and the templater driving it.
+/// An edge of `plane` and the templater driving it.
 struct Stack {
-    _lua: Option<LuaNginx>,
-    reload: Option<NginxServer>,
+    edge: PlaneEdge,
     _templater: Templater,
 }
 
 impl Stack {
     async fn start(consul: &ConsulAgent, plane: Plane, extra: &[&str]) -> Stack {
-        match plane {
-            Plane::Reload => {
-                let nginx = NginxServer::start().await;
-                let t = start_templater(consul, &nginx, extra);
-                Stack {
-                    _lua: None,
-                    reload: Some(nginx),
-                    _templater: t,
-                }
-            }
-            Plane::Lua => {
-                let lua = LuaNginx::prepare(2);
-                lua.start().await;
-                let (state, socket) = (
-                    lua.state_file.display().to_string(),
-                    lua.control.display().to_string(),
-                );
-                let mut flags = vec![
-                    "--dataplane",
-                    "lua",
-                    "--state-file",
-                    &state,
-                    "--control-socket",
-                    &socket,
-                ];
-                flags.extend_from_slice(extra);
-                let t = start_templater(consul, &lua.server, &flags);
-                Stack {
-                    _lua: Some(lua),
-                    reload: None,
-                    _templater: t,
-                }
-            }
+        let edge = PlaneEdge::start(plane).await;
+        let templater = edge.templater(consul, extra);
+        Stack {
+            edge,
+            _templater: templater,
         }
     }
 
     fn port(&self) -> u16 {
-        match (&self._lua, &self.reload) {
-            (Some(l), _) => l.server.port,
-            (_, Some(n)) => n.port,
-            _ => unreachable!("a stack has an nginx"),
-        }
+        self.edge.nginx().port
     }
 }
 
@@ -214,7 +175,7 @@ async fn preview_reaches_the_colour_and_never_another(plane: Plane) {
     let no_green = format!("503 swarmgate: {svc} has no healthy green instance");
     edge.only(&[(HEADER, "green")], &no_green, 20).await;
     edge.only(&[], "200 blue", 5).await;
-    if let Some(lua) = &stack._lua {
+    if let Some(lua) = stack.edge.lua() {
         // nginx's canonical form of the pinning reads back as what the templater pushed.
         let (status, held) = lua.control("GET", b"").await;
         assert_eq!(status, 200, "{held}");

@@ -14,7 +14,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::lua_edge::{cli_async, LuaEdge};
+use common::lua_edge::{cli_async, Plane, PlaneEdge};
 use common::*;
 use serde_json::Value;
 use testkit::http::{Load, LoadTotals};
@@ -26,32 +26,10 @@ use tokio::process::{Child, Command};
 /// Fast steps for tests: judged after 2 s on at least 20 requests.
 const FAST: &[&str] = &["--interval", "2s", "--min-requests", "20"];
 
-/// Which data plane an edge runs.
-#[derive(Clone, Copy, Debug)]
-enum Plane {
-    Lua,
-    Reload,
-}
-
-/// nginx of either data plane.
-enum Edge {
-    Lua(LuaEdge),
-    Reload(NginxServer),
-}
-
-impl Edge {
-    fn nginx(&self) -> &NginxServer {
-        match self {
-            Edge::Lua(e) => e.nginx(),
-            Edge::Reload(n) => n,
-        }
-    }
-}
-
 /// A service with two blue instances and one green behind an edge, blue active.
 struct Stack {
     consul: ConsulAgent,
-    edge: Edge,
+    edge: PlaneEdge,
     _templater: Templater,
     svc: String,
     host: String,
@@ -71,10 +49,7 @@ impl Stack {
 
     async fn start_on(plane: Plane, blue_fail: u64, green_fail: u64, extra: &[&str]) -> Stack {
         let consul = ConsulAgent::start().await;
-        let edge = match plane {
-            Plane::Lua => Edge::Lua(LuaEdge::start().await),
-            Plane::Reload => Edge::Reload(NginxServer::start().await),
-        };
+        let edge = PlaneEdge::start(plane).await;
         let svc = unique("shop");
         let mut blues = Vec::new();
         for i in 0..2 {
@@ -94,10 +69,7 @@ impl Stack {
             "passing",
         )
         .await;
-        let templater = match &edge {
-            Edge::Lua(e) => e.templater(&consul, extra),
-            Edge::Reload(n) => start_templater(&consul, n, extra),
-        };
+        let templater = edge.templater(&consul, extra);
         let host = format!("{svc}.localhost");
         let out = cli_async(&consul, &["flip", &svc, "blue", "--wait-live", "30"]).await;
         assert_eq!(out.0, 0, "flip blue: {}", out.1);

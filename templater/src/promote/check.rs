@@ -57,10 +57,7 @@ pub async fn run(cmd: &str, env: &CheckEnv<'_>, timeout: Duration) -> Result<(),
     match tokio::time::timeout(timeout, collect).await {
         Err(_) => Err(format!("--check did not finish within {timeout:?}")),
         Ok((Err(e), _)) => Err(format!("--check: {e}")),
-        Ok((Ok(status), output)) if status.success() => {
-            let _ = output;
-            Ok(())
-        }
+        Ok((Ok(status), _)) if status.success() => Ok(()),
         Ok((Ok(status), output)) => Err(format!(
             "--check failed ({status}); its output ends:\n{}",
             tail(&String::from_utf8_lossy(&output))

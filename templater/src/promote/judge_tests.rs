@@ -28,32 +28,28 @@ fn counts(requests: u64, errors: u64, latency: f64) -> Counts {
     }
 }
 
-fn judge_of(l: &Limits, c: &Counts, b: &Counts) -> Verdict {
-    judge(
-        l,
-        &Observed {
+/// green (the canary) and blue (the baseline).
+fn pair<'a>(c: &'a Counts, b: &'a Counts) -> (Observed<'a>, Observed<'a>) {
+    (
+        Observed {
             color: "green",
             counts: c,
         },
-        &Observed {
+        Observed {
             color: "blue",
             counts: b,
         },
     )
 }
 
+fn judge_of(l: &Limits, c: &Counts, b: &Counts) -> Verdict {
+    let (c, b) = pair(c, b);
+    judge(l, &c, &b)
+}
+
 fn breach_of(l: &Limits, c: &Counts, b: &Counts) -> Option<String> {
-    certain_breach(
-        l,
-        &Observed {
-            color: "green",
-            counts: c,
-        },
-        &Observed {
-            color: "blue",
-            counts: b,
-        },
-    )
+    let (c, b) = pair(c, b);
+    certain_breach(l, &c, &b)
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! An edge with the Lua data plane as the suites start it: a real nginx with the Lua modules
 //! and the real `templater run --dataplane lua` feeding it; and the CLI run off the runtime's
-//! threads, so that a load keeps running meanwhile.
+//! threads, so that a load keeps running meanwhile. [`PlaneEdge`]: an edge of either data plane.
 
 use std::process::Command;
 
@@ -88,4 +88,49 @@ pub async fn cli_async(consul: &ConsulAgent, args: &[&str]) -> (i32, String) {
     })
     .await
     .expect("cli task")
+}
+
+/// Which data plane an edge runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plane {
+    Lua,
+    Reload,
+}
+
+/// An edge's nginx of either data plane (plain nginx for reload).
+pub enum PlaneEdge {
+    Lua(LuaEdge),
+    Reload(NginxServer),
+}
+
+impl PlaneEdge {
+    pub async fn start(plane: Plane) -> PlaneEdge {
+        match plane {
+            Plane::Lua => PlaneEdge::Lua(LuaEdge::start().await),
+            Plane::Reload => PlaneEdge::Reload(NginxServer::start().await),
+        }
+    }
+
+    pub fn nginx(&self) -> &NginxServer {
+        match self {
+            PlaneEdge::Lua(e) => e.nginx(),
+            PlaneEdge::Reload(n) => n,
+        }
+    }
+
+    /// The Lua plane's nginx (state file, control socket); `None` for reload.
+    pub fn lua(&self) -> Option<&LuaNginx> {
+        match self {
+            PlaneEdge::Lua(e) => Some(&e.lua),
+            PlaneEdge::Reload(_) => None,
+        }
+    }
+
+    /// `templater run` for this edge's data plane, plus `extra`.
+    pub fn templater(&self, consul: &ConsulAgent, extra: &[&str]) -> Templater {
+        match self {
+            PlaneEdge::Lua(e) => e.templater(consul, extra),
+            PlaneEdge::Reload(n) => start_templater(consul, n, extra),
+        }
+    }
 }
